@@ -1,0 +1,3 @@
+from supportd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,435 @@
+"""What to do about one message: a ``Plan`` computed without writing, then applied in one go.
+
+``plan_message`` reads the ledger but changes nothing, so a failure halfway through one message
+leaves nothing half-done, and ``supportd try`` shows the exact plan without keeping any state.
+``apply_plan`` writes the plan into the (in-memory) ledger; the pipeline commits it together with
+the message's "decided" state, so the decision, its ticket, its held action and its replies become
+durable at the same instant.
+
+The order of questions:
+
+1. Is it the same message again (another copy of a Message-ID already handled)? Then nothing.
+2. May we reply at all (``supportd.guard``)? Robots, lists and bounces get nothing.
+3. Does it answer one of our confirmation requests? Then it is read as yes / no / unclear.
+4. Is it a follow-up on a ticket? Then it joins the ticket: no second acknowledgment.
+5. Otherwise it is a new request: a ticket, an acknowledgment (within the per-sender caps), and
+   for a clear irreversible request, a confirmation request instead of any action.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from supportd import explicit, guard, hours, orders, owner, pending, tickets
+from supportd.clock import iso
+from supportd.context import Context
+from supportd.ledger import Doc
+from supportd.message import Address, Inbound
+from supportd.outbox import Outgoing, compose, queue
+from supportd.replies import first_name, reply_subject
+from supportd.rules import Decision
+
+ACK_KINDS = ("ack", "confirm")
+
+
+@dataclass
+class Plan:
+    key: str | None
+    msg: Inbound
+    decision: Decision
+    skip_reason: str | None = None
+    mails: list[Outgoing] = field(default_factory=list)
+    new_ticket: dict[str, Any] | None = None
+    join_ticket: Doc | None = None
+    ticket_number: int | None = None
+    new_pending: Doc | None = None
+    pending_changes: dict[str, Any] | None = None
+    pending_id: str | None = None
+    escalations: list[tuple[str, str]] = field(default_factory=list)  # (cause, subject key)
+    counts_as_ack: bool = False
+    sends_notice: bool = False
+    bad_token: bool = False
+    reward_code: str | None = None
+    outcome: str = ""
+    confirmation: str | None = None  # yes / no / unclear / expired / unknown / wrong-sender / used
+
+    @property
+    def customer_reply(self) -> Outgoing | None:
+        return next((m for m in self.mails if m.kind != "owner"), None)
+
+    @property
+    def held_action(self) -> dict[str, str] | None:
+        if self.new_pending is None:
+            return None
+        return {"action": self.new_pending["action"], "confirm_to": self.new_pending["address"]}
+
+    def summary(self) -> dict[str, Any]:
+        """What ``supportd try --json`` prints and the history keeps."""
+        reply = self.customer_reply
+        decision = self.decision
+        return {
+            "primary_intent": decision.primary_intent,
+            "intents": list(decision.intents),
+            "explicit_request": decision.explicit_request,
+            "auto_reply": reply is not None,
+            "skip_reason": self.skip_reason,
+            "rule": decision.rule,
+            "why": decision.why,
+            "reply": reply.summary() if reply else None,
+            "held_action": self.held_action,
+            "mentions": [{"intent": m.intent, "kind": m.kind, "words": m.words, "sentence": m.sentence}
+                         for m in decision.mentions],
+            "ticket": self.ticket_number,
+            "confirmation": self.confirmation,
+            "outcome": self.outcome,
+        }
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
+    plan = Plan(key=key, msg=msg, decision=ctx.rules.decide(msg))
+    if key is not None and _seen_before(ctx, msg, key):
+        plan.skip_reason = "duplicate: a copy of this message was handled before"
+        plan.outcome = "duplicate"
+        return plan
+    verdict = guard.check(msg, ctx.guard_settings)
+    if not verdict.reply_allowed:
+        plan.skip_reason = verdict.reason
+        plan.outcome = "held back"
+        return plan
+    thread = tickets.find_thread(ctx, msg)
+    confirm_ref = thread.our_ref if thread and thread.our_kind == "confirm" else None
+    answer = pending.find_confirmation(ctx, msg, confirm_ref)
+    if answer is not None:
+        _plan_confirmation(ctx, plan, answer, thread)
+    elif thread is not None:
+        _plan_follow_up(ctx, plan, thread)
+    else:
+        _plan_new_request(ctx, plan)
+    return plan
+
+
+def _seen_before(ctx: Context, msg: Inbound, key: str) -> bool:
+    """Another message in flight or in the recent history with the same fingerprint."""
+    for other in ctx.ledger.find("messages", fingerprint=msg.fingerprint):
+        if other["key"] != key:
+            return True
+    return msg.fingerprint in ctx.ledger.recent_fingerprints()
+
+
+def _sender(plan: Plan) -> Address:
+    assert plan.msg.sender is not None  # the guard holds back mail without one
+    return plan.msg.sender
+
+
+def _reply_to(msg: Inbound) -> Address:
+    """Acknowledgments go where the customer's own client would reply: Reply-To, else From."""
+    assert msg.sender is not None
+    return msg.reply_to[0] if msg.reply_to else msg.sender
+
+
+def _base_values(ctx: Context, plan: Plan, ticket: int | None, due: dt.datetime) -> dict[str, Any]:
+    sender = _sender(plan)
+    decision = plan.decision
+    return {
+        "name": first_name(sender.name),
+        "customer": sender.name or sender.email,
+        "email": sender.email,
+        "ticket": ticket,
+        "ticket_tag": f"[#{ticket}]" if ticket else "",
+        "subject": plan.msg.topic,
+        "intent": decision.primary_intent,
+        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours),
+        "order_number": decision.order_number,
+        "mentions": sorted({m.intent for m in decision.tentative_mentions}),
+        "snippets": list(decision.snippets),
+    }
+
+
+def _reply(ctx: Context, plan: Plan, *, kind: str, template: str, values: dict[str, Any], ticket: int,
+           to: Address, topic: str, basis: str, ref: str | None = None) -> Outgoing:
+    msg = plan.msg
+    return compose(
+        ctx, kind=kind, template=template, values=values, to=to.email, to_name=to.name,
+        subject=reply_subject(topic, ticket), ref=ref or str(ticket), basis=basis,
+        in_reply_to=msg.message_id, references=(*msg.references, msg.message_id),
+        for_key=plan.key, ticket=ticket, about=msg.fingerprint,
+    )
+
+
+def _plan_new_request(ctx: Context, plan: Plan) -> None:
+    decision = plan.decision
+    sender = _sender(plan)
+    number = tickets.peek_number(ctx)
+    now = ctx.now()
+    due = hours.due_time(now, ctx.config.hours)
+    values = _base_values(ctx, plan, number, due)
+    order = None
+    if "order_status" in decision.actions:
+        order = orders.lookup(ctx.config.orders, decision.order_number, sender.email)
+        values["order"] = order.as_template_value() if order else None
+    if "reward_code" in decision.actions:
+        plan.reward_code = _next_reward_code(ctx)
+        values["reward_code"] = plan.reward_code
+    follow_up = "open_ticket" in decision.actions and order is None
+    plan.ticket_number = number
+    plan.new_ticket = {"number": number, "intent": decision.primary_intent, "follow_up": follow_up,
+                       "due": due}
+    if decision.held_action and decision.explicit_request:
+        _plan_held_action(ctx, plan, number, values)
+    if not (plan.new_pending and decision.explicit_request == decision.primary_intent):
+        _plan_acknowledgment(ctx, plan, number, values)
+    _plan_escalations(ctx, plan, None)
+    plan.outcome = plan.outcome or ("acknowledged" if plan.customer_reply else "recorded")
+
+
+def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str, Any]) -> None:
+    decision = plan.decision
+    if "no_reply" in decision.actions:
+        plan.skip_reason = f"rule:{decision.rule} (no_reply)"
+        return
+    if decision.reply is None:
+        plan.skip_reason = f"rule:{decision.rule} (names no reply)"
+        return
+    sender = _sender(plan)
+    cap = ctx.config.limits.acks_per_sender_per_day
+    today = ctx.ledger.get("senders", address=sender.key) or {}
+    acks_today = int(today.get("acks", 0)) if today.get("day") == ctx.local_day() else 0
+    notice_sent = bool(today.get("notice_sent")) and today.get("day") == ctx.local_day()
+    if acks_today >= cap:
+        if notice_sent:
+            plan.skip_reason = f"cap:daily-limit ({cap} acknowledgments to {sender.key} today)"
+            return
+        plan.sends_notice = True
+        plan.mails.append(_reply(ctx, plan, kind="notice", template="cap_notice",
+                                 values={**values, "count": acks_today + 1}, ticket=number,
+                                 to=_reply_to(plan.msg), topic=plan.msg.topic,
+                                 basis=plan.msg.fingerprint))
+        plan.skip_reason = f"cap:daily-limit (one notice instead of an acknowledgment; {cap} sent today)"
+        return
+    plan.counts_as_ack = True
+    plan.mails.append(_reply(ctx, plan, kind="ack", template=decision.reply, values=values, ticket=number,
+                             to=_reply_to(plan.msg), topic=plan.msg.topic, basis=plan.msg.fingerprint))
+
+
+def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, Any]) -> None:
+    """A clear irreversible request: hold it, and ask the From address (never Reply-To) to confirm."""
+    decision = plan.decision
+    sender = _sender(plan)
+    assert decision.held_action is not None
+    params = {"order_number": decision.order_number} if decision.order_number else {}
+    params["email"] = sender.email
+    pending_id = pending.new_pending_id(ctx, number)
+    token = pending.new_token()
+    doc = pending.make_pending(ctx, pending_id=pending_id, action=decision.held_action, params=params,
+                               address=sender.email, ticket=number, token=token)
+    plan.new_pending = doc
+    plan.pending_id = pending_id
+    description = pending.describe(decision.held_action, params)
+    expires = hours.describe_eta(dt.datetime.fromisoformat(doc["expires"]), ctx.now(), ctx.config.hours)
+    confirm_values = {**values, "action": description, "expires": expires, "token": token,
+                      "undo": pending.undo_text(ctx, decision.held_action)}
+    mail = compose(
+        ctx, kind="confirm", template="confirm", values=confirm_values, to=sender.email,
+        to_name=sender.name, subject=reply_subject(plan.msg.topic, number, f"[confirm: {token}]"),
+        ref=pending_id, basis=plan.msg.fingerprint, in_reply_to=plan.msg.message_id,
+        references=(*plan.msg.references, plan.msg.message_id), for_key=plan.key, ticket=number,
+        about=plan.msg.fingerprint,
+    )
+    plan.mails.append(mail)
+    plan.counts_as_ack = True
+    plan.outcome = f"held {decision.held_action}, asked {sender.email} to confirm"
+
+
+def _plan_follow_up(ctx: Context, plan: Plan, thread: tickets.Thread) -> None:
+    ticket = thread.ticket
+    plan.join_ticket = ticket
+    plan.ticket_number = ticket["number"]
+    plan.skip_reason = f"follow-up: joins ticket {ticket['number']} (no second acknowledgment)"
+    decision = plan.decision
+    if decision.held_action and decision.explicit_request:
+        due = hours.due_time(ctx.now(), ctx.config.hours)
+        values = _base_values(ctx, plan, ticket["number"], due)
+        _plan_held_action(ctx, plan, ticket["number"], values)
+        plan.skip_reason = None
+    _plan_escalations(ctx, plan, ticket)
+    plan.outcome = plan.outcome or (
+        f"reopened ticket {ticket['number']}" if ticket["state"] != tickets.OPEN
+        else f"joined ticket {ticket['number']}"
+    )
+
+
+def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationReply,
+                       thread: tickets.Thread | None) -> None:
+    sender = _sender(plan)
+    held = answer.pending
+    if held is None:
+        _plan_unknown_token(ctx, plan)
+        return
+    plan.pending_id = held["id"]
+    plan.ticket_number = held["ticket"]
+    ticket = ctx.ledger.get("tickets", number=held["ticket"])
+    if sender.key != held["address"]:
+        plan.confirmation = "wrong-sender"
+        plan.skip_reason = "confirmation: from another address than the request (refused)"
+        plan.outcome = "refused a confirmation from the wrong address"
+        _escalate(ctx, plan, "wrong-sender", ticket, held["id"],
+                  f"{sender.key} answered the confirmation request for '{held['action']}' sent to "
+                  f"{held['address']}. Nothing was done.")
+        return
+    due = hours.due_time(ctx.now(), ctx.config.hours)
+    values = {**_base_values(ctx, plan, held["ticket"], due),
+              "action": pending.describe(held["action"], held["params"])}
+    topic = ticket["subject"] if ticket else plan.msg.topic
+    if held["state"] in (pending.DONE, pending.CONFIRMED, pending.PERFORMING, pending.REFUSED, pending.FAILED):
+        plan.confirmation = "used"
+        plan.skip_reason = f"confirmation: already answered ({held['state']})"
+        plan.outcome = "ignored a repeated answer"
+        return
+    if pending.is_expired(ctx, held) or held["state"] == pending.DROPPED:
+        plan.confirmation = "expired"
+        plan.pending_changes = {"state": pending.EXPIRED} if held["state"] == pending.WAITING else None
+        plan.mails.append(_reply(ctx, plan, kind="expired", template="confirm_expired", values=values,
+                                 ticket=held["ticket"], to=sender, topic=topic,
+                                 basis=f"{plan.msg.fingerprint}:expired"))
+        plan.outcome = "told the customer the confirmation had expired"
+        return
+    answer_word = explicit.confirmation_answer(plan.msg.own_text, ctx.rules.language)
+    plan.confirmation = answer_word
+    if answer_word == "yes":
+        plan.pending_changes = {"state": pending.CONFIRMED, "confirmed": iso(ctx.now())}
+        plan.skip_reason = "confirmation: yes (the action runs now; the customer hears when it is done)"
+        plan.outcome = f"confirmed {held['action']}"
+    elif answer_word == "no":
+        plan.pending_changes = {"state": pending.REFUSED}
+        plan.mails.append(_reply(ctx, plan, kind="kept", template="action_kept", values=values,
+                                 ticket=held["ticket"], to=sender, topic=topic,
+                                 basis=f"{plan.msg.fingerprint}:kept"))
+        plan.outcome = f"kept everything as it is ({held['action']} refused)"
+        _escalate(ctx, plan, "confirmation-refused", ticket, held["id"],
+                  f"The customer said no to '{values['action']}'. Nothing was changed.")
+    else:
+        if not held.get("clarified"):
+            plan.pending_changes = {"clarified": True}
+            plan.mails.append(_reply(ctx, plan, kind="unclear", template="confirm_unclear", values=values,
+                                     ticket=held["ticket"], to=sender, topic=topic,
+                                     basis=f"{plan.msg.fingerprint}:unclear"))
+        else:
+            plan.skip_reason = "confirmation: unclear again (one clarifying reply was sent already)"
+        plan.outcome = "asked once more (the answer was unclear)"
+        _escalate(ctx, plan, "confirmation-unclear", ticket, held["id"],
+                  f"The customer's answer to '{values['action']}' could be read either way:\n\n"
+                  f"{plan.msg.own_text[:500]}")
+
+
+def _plan_unknown_token(ctx: Context, plan: Plan) -> None:
+    sender = _sender(plan)
+    plan.confirmation = "unknown"
+    plan.bad_token = True
+    record = ctx.ledger.get("senders", address=sender.key) or {}
+    bad_today = int(record.get("bad_tokens", 0)) if record.get("day") == ctx.local_day() else 0
+    if bad_today >= ctx.config.limits.bad_tokens_per_sender_per_day:
+        plan.skip_reason = "confirmation: too many unknown codes from this sender today (rate-limited)"
+        plan.outcome = "ignored (rate-limited)"
+        _escalate(ctx, plan, "bad-tokens", None, f"{sender.key}:{ctx.local_day()}",
+                  f"{sender.key} sent {bad_today + 1} unknown confirmation codes today.")
+        return
+    due = hours.due_time(ctx.now(), ctx.config.hours)
+    number = tickets.peek_number(ctx)
+    values = _base_values(ctx, plan, None, due)
+    plan.mails.append(compose(
+        ctx, kind="expired", template="confirm_expired", values=values, to=sender.email,
+        to_name=sender.name, subject=reply_subject(plan.msg.topic, None), ref=f"u{number}",
+        basis=f"{plan.msg.fingerprint}:unknown", in_reply_to=plan.msg.message_id,
+        references=(*plan.msg.references, plan.msg.message_id), for_key=plan.key,
+    ))
+    plan.outcome = "told the customer the confirmation code is unknown or expired"
+
+
+def _plan_escalations(ctx: Context, plan: Plan, ticket: Doc | None) -> None:
+    decision = plan.decision
+    subject = str(ticket["number"]) if ticket else str(plan.ticket_number)
+    text = plan.msg.own_text[:800]
+    if decision.angry:
+        _escalate(ctx, plan, "angry", ticket, subject, f"The customer sounds upset:\n\n{text}")
+    if decision.repeat_contact:
+        _escalate(ctx, plan, "repeat", ticket, subject, f"The customer says they have written before:\n\n{text}")
+    if "escalate" in decision.actions:
+        _escalate(ctx, plan, "rule", ticket, subject, f"Rule '{decision.rule}' asks for you:\n\n{text}")
+
+
+def _escalate(ctx: Context, plan: Plan, cause: str, ticket: Doc | None, subject_key: str, details: str) -> None:
+    if any(c == cause and k == subject_key for c, k in plan.escalations):
+        return
+    sender = _sender(plan)
+    shown_ticket = ticket or (
+        {"number": plan.ticket_number, "subject": plan.msg.topic} if plan.ticket_number else None
+    )
+    mail = owner.escalation(ctx, cause=cause, subject_key=subject_key, details=details,
+                            ticket=shown_ticket, customer=sender.email, customer_name=sender.name)
+    if mail is not None:
+        plan.mails.append(mail)
+        plan.escalations.append((cause, subject_key))
+
+
+def _next_reward_code(ctx: Context) -> str | None:
+    path = ctx.config.reward_codes_file
+    if path is None or not path.exists():
+        return None
+    used = set(ctx.ledger.meta("reward_codes_used", []))
+    for line in path.read_text(encoding="utf-8").splitlines():
+        code = line.strip()
+        if code and not code.startswith("#") and code not in used:
+            return code
+    return None
+
+
+# ---------------------------------------------------------------- applying
+
+
+def apply_plan(ctx: Context, plan: Plan) -> None:
+    """Write the plan into the ledger (durable with the pipeline's next commit)."""
+    msg = plan.msg
+    if plan.new_ticket is not None:
+        tickets.new_ticket(ctx, number=plan.new_ticket["number"], msg=msg, intent=plan.new_ticket["intent"],
+                           follow_up=plan.new_ticket["follow_up"], due=plan.new_ticket["due"])
+    if plan.join_ticket is not None:
+        tickets.join(ctx, plan.join_ticket, msg, hours.due_time(ctx.now(), ctx.config.hours))
+    if plan.new_pending is not None:
+        ctx.ledger.put("pending", "id", plan.new_pending)
+    if plan.pending_changes and plan.pending_id:
+        ctx.ledger.patch("pending", "id", plan.pending_id, **plan.pending_changes)
+        state = plan.pending_changes.get("state")
+        if state in (pending.REFUSED, pending.EXPIRED):
+            ctx.ledger.record("pending", plan.pending_id, outcome=state, ticket=plan.ticket_number)
+    for cause, subject_key in plan.escalations:
+        owner.mark_escalated(ctx, cause, subject_key)
+        ticket = ctx.ledger.get("tickets", number=plan.ticket_number) if plan.ticket_number else None
+        if ticket is not None:
+            tickets.mark_escalated(ctx, ticket, cause)
+    if plan.reward_code:
+        ctx.ledger.set_meta("reward_codes_used", [*ctx.ledger.meta("reward_codes_used", []), plan.reward_code])
+    _count_sender(ctx, plan)
+    for mail in plan.mails:
+        queue(ctx, mail)
+
+
+def _count_sender(ctx: Context, plan: Plan) -> None:
+    if not (plan.counts_as_ack or plan.sends_notice or plan.bad_token) or plan.msg.sender is None:
+        return
+    address = plan.msg.sender.key
+    day = ctx.local_day()
+    record = ctx.ledger.get("senders", address=address) or {}
+    if record.get("day") != day:
+        record = {"address": address, "day": day, "acks": 0, "notice_sent": False, "bad_tokens": 0}
+    if plan.counts_as_ack:
+        record["acks"] = int(record["acks"]) + 1
+    if plan.sends_notice:
+        record["notice_sent"] = True
+    if plan.bad_token:
+        record["bad_tokens"] = int(record.get("bad_tokens", 0)) + 1
+    ctx.ledger.put("senders", "address", record)

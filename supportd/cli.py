@@ -1,0 +1,273 @@
+"""supportd's command line: run | once | check | try | demo | digest | pending | tickets | resolve | init | recover."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from supportd import __version__
+from supportd.clock import SystemClock
+from supportd.config import Config, load_config, offline_config
+from supportd.errors import InvalidFiles, StateError
+
+DEFAULT_CONFIG = "/etc/supportd/supportd.yaml"
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STATE = 0, 1, 2, 3
+log = logging.getLogger("supportd")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        result: int = args.handler(args)
+        return result
+    except InvalidFiles as exc:
+        print("supportd cannot start; fix these and try again:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except StateError as exc:
+        print(f"supportd: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def setup_logging(verbose: bool) -> None:
+    """Lines for journald on stderr: it adds the time, so we add it only on a terminal."""
+    fmt = "%(levelname)s %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    debug = verbose or bool(os.environ.get("SUPPORTD_DEBUG"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=fmt, stream=sys.stderr)
+    for noisy in ("imapclient", "mailparser", "asyncio", "aiosmtplib", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("SUPPORTD_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(args: argparse.Namespace) -> Config:
+    path = config_path(args)
+    if not path.exists():
+        raise InvalidFiles([_missing_config(path)])
+    return load_config(path)
+
+
+def _missing_config(path: Path) -> Any:
+    from supportd.errors import Problem
+
+    return Problem(str(path), 1, "no config file here; create one with 'supportd init DIR' "
+                                 "or pass --config FILE")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from supportd.daemon import Daemon
+
+    daemon = Daemon(load(args))
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from supportd.daemon import Daemon
+
+    report = Daemon(load(args)).run_once()
+    print(f"handled {report.handled} messages, acknowledged {report.acknowledged}, "
+          f"sent {report.sent} mails, quarantined {report.quarantined}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from supportd.daemon import load_rules_and_replies
+    from supportd.replies import Replies
+
+    config = load(args) if (args.config or os.environ.get("SUPPORTD_CONFIG") or
+                            Path(DEFAULT_CONFIG).exists()) else offline_config()
+    problems = []
+    try:
+        rules, replies = load_rules_and_replies(config)
+    except InvalidFiles as exc:
+        problems.extend(exc.problems)
+    else:
+        intent_replies: dict[str, set[str]] = {}
+        for rule in rules.rules:
+            if rule.reply:
+                intent_replies.setdefault(rule.intent, set()).add(rule.reply)
+        problems.extend(p for p in Replies(config.replies_dir).check(intent_replies) if "avoid '" in p.message)
+    if problems:
+        for problem in sorted(set(problems)):
+            print(problem)
+        return EXIT_INVALID
+    where = config.source or "the default rules and replies"
+    print(f"ok: {where}: {len(rules.rules)} rules for {len(rules.intents)} intents, "
+          f"{len(replies.names())} replies")
+    return EXIT_OK
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    from supportd.tryout import try_messages
+
+    config = load(args) if args.config else offline_config(args.address or "support@shop.example")
+    if args.address:
+        config = dataclasses.replace(config, shop=dataclasses.replace(config.shop, support_address=args.address))
+    return try_messages(config, [Path(p) for p in args.messages], as_json=args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from supportd.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from supportd import digest
+    from supportd.daemon import open_context
+
+    config = load(args)
+    ctx = open_context(config, SystemClock())
+    week = digest.week_ending(ctx.now() if args.preview else digest.latest_due_moment(ctx))
+    if args.preview:
+        facts = digest.gather(ctx, week)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
+        (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
+        print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
+        return EXIT_OK
+    from supportd.daemon import Daemon
+    from supportd.outbox import queue
+
+    with ctx.ledger.locked():
+        queue(ctx, digest.compose_digest(ctx, digest.week_ending(ctx.now())))
+    Daemon(config).run_once()
+    print(f"sent the digest to {config.shop.owner_address}")
+    return EXIT_OK
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    from supportd import pending
+    from supportd.daemon import open_context
+
+    ctx = open_context(load(args), SystemClock())
+    with ctx.ledger.locked():
+        if args.action == "drop":
+            held = ctx.ledger.get("pending", id=args.id)
+            if held is None or held["state"] != pending.WAITING:
+                print(f"no waiting action '{args.id}'", file=sys.stderr)
+                return EXIT_FAILED
+            ctx.ledger.patch("pending", "id", args.id, state=pending.DROPPED)
+            ctx.ledger.record("pending", args.id, action=held["action"], outcome=pending.DROPPED,
+                              ticket=held["ticket"])
+            print(f"dropped {args.id}: nothing will be done, and a late 'yes' changes nothing")
+            return EXIT_OK
+        rows = [p for p in ctx.ledger.find("pending") if p["state"] not in pending.FINAL]
+    if not rows:
+        print("no pending actions")
+    for held in sorted(rows, key=lambda p: p["created"]):
+        print(f"{held['id']:<10} {held['state']:<10} {pending.describe(held['action'], held['params']):<36} "
+              f"{held['address']:<30} expires {held['expires'][:16]}")
+    return EXIT_OK
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from supportd import tickets
+    from supportd.daemon import open_context
+
+    ctx = open_context(load(args), SystemClock())
+    with ctx.ledger.locked():
+        rows = tickets.open_tickets(ctx)
+    now = ctx.now().isoformat()
+    if not rows:
+        print("no open tickets")
+    for ticket in rows:
+        late = "OVERDUE " if ticket.get("due") and ticket["due"] < now else ""
+        print(f"#{ticket['number']:<6} {late}{ticket['intent']:<16} due {str(ticket.get('due'))[:16]:<16} "
+              f"{ticket['customer']:<30} {ticket['subject'][:50]}")
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from supportd.daemon import Daemon, open_context
+    from supportd.resolve import resolve_ticket
+
+    config = load(args)
+    ctx = open_context(config, SystemClock())
+    with ctx.ledger.locked():
+        outcome = resolve_ticket(ctx, int(args.ticket.lstrip("#")), message=args.message or "",
+                                 tell_customer=not args.quiet)
+    print(outcome)
+    if not args.quiet:
+        try:
+            Daemon(config).run_once()
+        except Exception as exc:  # the mail stays queued; the daemon sends it
+            print(f"the message is queued; supportd sends it when the mail server answers ({exc})")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from supportd.scaffold import write_scaffold
+
+    return write_scaffold(Path(args.dir), force=args.force)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from supportd.recover import recover_state
+
+    return recover_state(load(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportd", description="The support daemon for small shops.")
+    parser.add_argument("--version", action="version", version=f"supportd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if name not in ("demo", "init"):
+            p.add_argument("--config", help=f"config file (default: $SUPPORTD_CONFIG or {DEFAULT_CONFIG})")
+        return p
+
+    command("run", cmd_run, "watch the mailbox and answer as mail arrives (the daemon)")
+    command("once", cmd_once, "one pass over the mailbox, then exit")
+    command("check", cmd_check, "check the config, rules and replies; list file:line problems")
+    p = command("try", cmd_try, "show what supportd would do with messages; sends nothing, keeps nothing")
+    p.add_argument("--address", help="the support address for this run")
+    p.add_argument("--json", action="store_true", help="one JSON object per message, one per line")
+    p.add_argument("messages", nargs="+", metavar="MESSAGE.eml")
+    p = command("demo", cmd_demo, "run supportd against local mail servers with sample mail")
+    p.add_argument("--keep", action="store_true", help="keep the demo's folder afterwards")
+    p = command("digest", cmd_digest, "the weekly digest now")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--preview", action="store_true", help="write it to files, send nothing")
+    mode.add_argument("--send", action="store_true", help="send it to the owner now")
+    p.add_argument("--out", default="digest-preview", help="folder for --preview (default: digest-preview)")
+    p = command("pending", cmd_pending, "list actions waiting for the customer's confirmation")
+    p.add_argument("action", nargs="?", choices=["drop"], help="drop ID: withdraw one")
+    p.add_argument("id", nargs="?")
+    command("tickets", cmd_tickets, "list open tickets, overdue first")
+    p = command("resolve", cmd_resolve, "close a ticket and tell the customer it is sorted")
+    p.add_argument("ticket")
+    p.add_argument("--message", help="a personal line for the customer")
+    p.add_argument("--quiet", action="store_true", help="close without writing to the customer")
+    p = command("init", cmd_init, "write a commented config, the default rules and replies")
+    p.add_argument("dir")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    command("recover", cmd_recover, "after a damaged state file: keep it aside, restore the last good copy")
+    return parser

@@ -1,0 +1,39 @@
+"""What every step needs: the config, the current rules and replies, the ledger, the clock, the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+
+from supportd.clock import Clock
+from supportd.config import Config
+from supportd.guard import GuardSettings
+from supportd.ledger import Ledger
+from supportd.replies import Replies
+from supportd.rules import RuleSet
+
+
+@dataclass
+class Context:
+    config: Config
+    rules: RuleSet
+    replies: Replies
+    ledger: Ledger
+    clock: Clock
+    secret: bytes
+    guard_settings: GuardSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard_settings = GuardSettings(
+            own_addresses=self.config.shop.own_addresses,
+            robot_senders=self.config.robot_senders,
+        )
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def local_day(self, when: dt.datetime | None = None) -> str:
+        """The shop's calendar day (for per-day caps), e.g. '2026-11-23'."""
+        zone = zoneinfo.ZoneInfo(self.config.hours.timezone)
+        return (when or self.now()).astimezone(zone).date().isoformat()

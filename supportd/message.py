@@ -1,0 +1,237 @@
+"""Raw bytes from the mailbox to one ``Inbound`` value: who wrote, to whom, about what, in their own words.
+
+mail-parser does the MIME parsing (it has not crashed on any hostile message we fed it). A few of
+its fields are not used, for reasons measured on its 4.8 release:
+
+* ``text_plain`` also holds the text of attached messages and of the message inside a bounce, so
+  the body is taken from the top-level text parts only.
+* One broken RFC 2047 word leaves its whole Subject undecoded, and a part that lies about its
+  charset gives U+FFFD or mojibake: headers and bodies are decoded by ``supportd.charsets``.
+* ``message_id`` is a list when the header appears twice: only the first one is used.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import mailparser
+
+from supportd.charsets import decode_bytes, decode_header
+from supportd.owntext import html_to_text, own_words
+
+REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|réf|ref|odp|r|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:\s*)+",
+                          re.IGNORECASE)
+MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    email: str
+
+    @property
+    def key(self) -> str:
+        """The address as compared: lower case (local parts are case-insensitive in practice)."""
+        return self.email.lower()
+
+    @property
+    def local_part(self) -> str:
+        return self.key.rpartition("@")[0]
+
+    def __str__(self) -> str:
+        return email.utils.formataddr((self.name, self.email)) if self.name else self.email
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One customer email as the rules, the guard and the replies see it."""
+
+    size: int
+    fingerprint: str
+    message_id: str
+    sender: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    delivered_to: tuple[str, ...]
+    return_path: str | None
+    subject: str
+    own_text: str
+    full_text: str
+    headers: dict[str, tuple[str, ...]]
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    content_type: str
+    report_type: str
+    defects: tuple[str, ...] = field(default=())
+
+    def header(self, name: str) -> str:
+        """The first value of a header ('' when absent); names are case-insensitive."""
+        values = self.headers.get(name.lower(), ())
+        return values[0] if values else ""
+
+    @property
+    def topic(self) -> str:
+        """The subject without Re:/Fwd: prefixes."""
+        return REPLY_PREFIX.sub("", self.subject).strip()
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.in_reply_to or REPLY_PREFIX.match(self.subject))
+
+    @property
+    def own_subject(self) -> str:
+        """The subject as the customer's own words: empty for a reply, whose subject is ours."""
+        return "" if self.is_reply else self.topic
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this message answers, nearest first."""
+        return self.in_reply_to + tuple(reversed(self.references))
+
+
+def parse(raw: bytes) -> Inbound:
+    """Parse one message. Never raises for malformed mail: what cannot be read is left empty."""
+    parsed = mailparser.parse_from_bytes(raw)
+    msg: email.message.Message = parsed.message
+    headers = _headers(msg)
+    plain, html = _body_texts(msg)
+    full_text = plain if plain.strip() else html_to_text(html)
+    message_id = _first_message_id(headers.get("message-id", ()))
+    return Inbound(
+        size=len(raw),
+        fingerprint=_fingerprint(message_id, raw),
+        message_id=message_id,
+        sender=_first(_addresses(msg, "from")),
+        reply_to=_addresses(msg, "reply-to"),
+        to=_addresses(msg, "to"),
+        cc=_addresses(msg, "cc"),
+        delivered_to=tuple(
+            a.key for name in ("delivered-to", "x-original-to", "envelope-to")
+            for a in _addresses(msg, name)
+        ),
+        return_path=_return_path(headers),
+        subject=" ".join(headers.get("subject", ("",))[0].split()),
+        own_text=own_words(full_text),
+        full_text=full_text,
+        headers=headers,
+        in_reply_to=_message_ids(headers.get("in-reply-to", ())),
+        references=_message_ids(headers.get("references", ())),
+        content_type=msg.get_content_type(),
+        report_type=_report_type(msg),
+        defects=tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", [])})),
+    )
+
+
+def _headers(msg: email.message.Message) -> dict[str, tuple[str, ...]]:
+    result: dict[str, list[str]] = {}
+    for name, value in msg.items():
+        result.setdefault(name.strip().lower(), []).append(decode_header(str(value)))
+    return {name: tuple(values) for name, values in result.items()}
+
+
+def _addresses(msg: email.message.Message, header: str) -> tuple[Address, ...]:
+    values = [str(v) for v in msg.get_all(header, [])]
+    found = []
+    for name, addr in email.utils.getaddresses(values):
+        addr = addr.strip().strip("<>")
+        if "@" in addr and not any(c.isspace() for c in addr):
+            found.append(Address(name=decode_header(name).strip(), email=addr))
+    return tuple(found)
+
+
+def _first(addresses: tuple[Address, ...]) -> Address | None:
+    return addresses[0] if addresses else None
+
+
+def _return_path(headers: dict[str, tuple[str, ...]]) -> str | None:
+    """The envelope sender as the delivering server recorded it; '' is the null sender <>."""
+    values = headers.get("return-path")
+    if not values:
+        return None
+    return values[-1].strip().strip("<>").strip()
+
+
+def _first_message_id(values: tuple[str, ...]) -> str:
+    for value in values:
+        found = MESSAGE_ID.search(value)
+        if found:
+            return found.group()
+    return ""
+
+
+def _message_ids(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(mid for value in values for mid in MESSAGE_ID.findall(value))
+
+
+def _fingerprint(message_id: str, raw: bytes) -> str:
+    """What identifies a message across mailbox rebuilds: its Message-ID, else a hash of its bytes."""
+    if message_id:
+        return "mid:" + message_id.lower()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _report_type(msg: email.message.Message) -> str:
+    """'delivery-status', 'feedback-report', ... for machine reports; '' for ordinary mail."""
+    if msg.get_content_type() == "multipart/report":
+        return str(msg.get_param("report-type", "unknown") or "unknown").lower()
+    for part in _top_level_parts(msg):
+        kind = part.get_content_type()
+        if kind in ("message/delivery-status", "message/global-delivery-status"):
+            return "delivery-status"
+        if kind == "message/feedback-report":
+            return "feedback-report"
+        if kind == "message/disposition-notification":
+            return "disposition-notification"
+    return ""
+
+
+def _top_level_parts(msg: email.message.Message) -> Iterator[email.message.Message]:
+    """The parts of this message, without descending into attached messages (message/rfc822)."""
+    yield msg
+    if msg.get_content_maintype() == "message":
+        return
+    if msg.is_multipart():
+        payload = msg.get_payload()
+        if isinstance(payload, list):
+            for part in payload:
+                if isinstance(part, email.message.Message):
+                    yield from _top_level_parts(part)
+
+
+def _body_texts(msg: email.message.Message) -> tuple[str, str]:
+    """The first text/plain and first text/html body of the message itself (not attachments)."""
+    plain = html = None
+    for part in _top_level_parts(msg):
+        if part.is_multipart() or _is_attachment(part):
+            continue
+        kind = part.get_content_type()
+        if kind == "text/plain" and plain is None:
+            plain = _decoded(part)
+        elif kind == "text/html" and html is None:
+            html = _decoded(part)
+    if plain is None and html is None and not msg.is_multipart() and msg.get_content_maintype() == "text":
+        plain = _decoded(msg)
+    return plain or "", html or ""
+
+
+def _is_attachment(part: email.message.Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+    return disposition == "attachment"
+
+
+def _decoded(part: email.message.Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # a broken transfer encoding: take the text as it stands
+        payload = None
+    if not isinstance(payload, bytes):
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset()
+    return decode_bytes(payload, str(charset) if charset else None)

@@ -1,0 +1,80 @@
+"""Order status for delivery questions, from the shop's own export or a command.
+
+Two sources, whichever the shop has: a CSV file it exports (columns ``order``, ``email``,
+``status``, ``tracking``, ``carrier``, ``tracking_url``), or a command that prints one JSON object
+for an order number or an address (``{"status": ..., "tracking": ...}``, or ``null``). A lookup never
+raises: no source, no match, a broken file or a failing command all mean "a person will check".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+
+from supportd.config import OrdersConfig
+
+log = logging.getLogger(__name__)
+FIELDS = ("status", "tracking", "carrier", "tracking_url")
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    order: str
+    status: str
+    tracking: str = ""
+    carrier: str = ""
+    tracking_url: str = ""
+
+    def as_template_value(self) -> dict[str, str]:
+        return {"order": self.order, "status": self.status, "tracking": self.tracking,
+                "carrier": self.carrier, "tracking_url": self.tracking_url}
+
+
+def lookup(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+    """The status of the customer's order: by number when given, else their latest by address."""
+    try:
+        if config.csv_file is not None:
+            return _from_csv(config, order_number, address)
+        if config.command:
+            return _from_command(config, order_number, address)
+    except (OSError, ValueError, csv.Error, subprocess.SubprocessError) as exc:
+        log.warning("order lookup failed (%s); a person will check instead", type(exc).__name__)
+    return None
+
+
+def _from_csv(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+    assert config.csv_file is not None
+    found = None
+    with config.csv_file.open(newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            same_order = order_number and row.get("order", "").lstrip("#").lower() == order_number.lower()
+            same_customer = row.get("email", "").lower() == address.lower()
+            if same_order and (same_customer or not row.get("email")):
+                return _status(row.get("order", ""), row)
+            if not order_number and same_customer:
+                found = _status(row.get("order", ""), row)  # the last row is the latest order
+    return found
+
+
+def _from_command(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+    query = {"order": order_number, "email": address}
+    result = subprocess.run(
+        list(config.command), input=json.dumps(query), capture_output=True, text=True,
+        timeout=config.timeout_seconds, check=False,
+    )
+    if result.returncode != 0:
+        raise OSError(f"order command exited with {result.returncode}")
+    answer = json.loads(result.stdout or "null")
+    if not isinstance(answer, dict) or not answer.get("status"):
+        return None
+    return _status(str(answer.get("order") or order_number or ""), {k: str(v) for k, v in answer.items()})
+
+
+def _status(order: str, row: dict[str, str]) -> OrderStatus | None:
+    if not row.get("status"):
+        return None
+    return OrderStatus(order=order, **{f: row.get(f, "") for f in FIELDS})

@@ -1,0 +1,360 @@
+"""The processing protocol: every message handled once, answered once, never lost.
+
+A message's record in the ledger (``messages``, key ``FOLDER:UIDVALIDITY:UID``) moves through:
+
+==============  ====================================================  ==============================
+state           written when                                          a restart does
+==============  ====================================================  ==============================
+``claimed``     before the message is parsed (attempts + 1)           handles it again, alone; after
+                                                                      ``max_attempts`` quarantines it
+``decided``     with its plan: ticket, held action, replies queued    sends what is still queued
+                in the outbox (one commit)
+(replies)       outbox ``queued -> committing -> sent`` (see          ``committing`` counts as sent;
+                ``supportd.outbox`` and ``supportd.mailer``)          ``queued`` is sent
+``done``        when every reply is sent and copied to Sent           marks it on the server
+(finished)      after the server-side mark (keyword or move):         nothing: it is in the history
+                moved to ``history/``, removed from the hot ledger
+``quarantined`` after ``max_attempts`` failures, or when oversize     marks it on the server, tells
+                                                                      the owner
+==============  ====================================================  ==============================
+
+The server-side mark comes only after the ledger says ``done``; customer mail is never deleted.
+Work is done in batches (one FETCH, one commit per step, one round of parallel SMTP sends, one
+STORE): the commits are per batch, the guarantees per message. A message that was in flight when
+supportd stopped is handled alone next time, so a message that crashes supportd every time is
+isolated and quarantined rather than taking its batch down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from supportd import outbox, owner, pending
+from supportd.actions import Plan, apply_plan, plan_message
+from supportd.clock import iso
+from supportd.context import Context
+from supportd.inbox import Mailbox
+from supportd.ledger import Doc, Ledger
+from supportd.mailer import Mailer
+from supportd.message import Inbound, parse
+
+log = logging.getLogger(__name__)
+CLAIMED, DECIDED, DONE, QUARANTINED = "claimed", "decided", "done", "quarantined"
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for logs, ``supportd once`` and the tests."""
+
+    handled: int = 0
+    acknowledged: int = 0
+    quarantined: int = 0
+    sent: int = 0
+    plans: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, ctx: Context, mailbox: Mailbox, mailer: Mailer,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.ctx = ctx
+        self.mailbox = mailbox
+        self.mailer = mailer
+        self.should_stop = should_stop
+        self.recovered = False
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.ctx.ledger
+
+    @property
+    def recovering(self) -> bool:
+        """After ``supportd recover``: check the Sent folder before answering anything."""
+        return bool(self.ledger.meta("recovering"))
+
+    # ------------------------------------------------------------ one pass
+
+    def run_pass(self) -> PassReport:
+        """Handle everything new, send what is due, finish what is done. Holds the state lock."""
+        report = PassReport()
+        with self.ledger.locked():
+            self._check_uidvalidity()
+            if not self.recovered:
+                self._recover_after_restart()
+                self.recovered = True
+            self._finish(report)
+            finished = True
+            for batch in self._batches():
+                if self.should_stop():
+                    finished = False
+                    break
+                self._handle_batch(batch, report)
+            if finished and self.recovering:
+                self.ledger.set_meta("recovering", False)
+                log.info("recovery finished: every message in the folder has been checked")
+            pending.perform_confirmed(self.ctx)
+            self._send_due(report)
+            self._finish(report)
+        return report
+
+    def _cursor(self) -> dict[str, Any]:
+        cursor: dict[str, Any] = self.ledger.meta("cursor") or {}
+        return cursor
+
+    def _key(self, uid: int) -> str:
+        return f"{self.mailbox.config.folder}:{self.mailbox.uidvalidity}:{uid}"
+
+    def _batches(self) -> list[list[int]]:
+        """Messages left claimed by a crash, one at a time; then new ones in batches."""
+        cursor = self._cursor()
+        retry = sorted(m["uid"] for m in self.ledger.find("messages", state=CLAIMED)
+                       if m["uidvalidity"] == self.mailbox.uidvalidity)
+        new = [u for u in self.mailbox.unhandled_uids(above=int(cursor.get("high", 0))) if u not in retry]
+        size = self.ctx.config.limits.batch_size
+        return [[uid] for uid in retry] + [new[i : i + size] for i in range(0, len(new), size)]
+
+    # ------------------------------------------------------------ the steps
+
+    def _handle_batch(self, uids: list[int], report: PassReport) -> None:
+        records = self._claim(uids)
+        self._quarantine([r for r in records if r["attempts"] > self.ctx.config.limits.max_attempts],
+                         "failed {attempts} times", report)
+        live = [r for r in records if r["attempts"] <= self.ctx.config.limits.max_attempts]
+        sizes = self.mailbox.sizes([r["uid"] for r in live])
+        limit = self.ctx.config.limits.max_message_bytes
+        oversize = [r for r in live if sizes.get(r["uid"], 0) > limit]
+        self._quarantine(oversize, f"larger than limits.max_message_bytes ({limit} bytes)", report)
+        wanted = [r for r in live if r not in oversize]
+        raws = self.mailbox.fetch([r["uid"] for r in wanted])
+        failed = []
+        for record in wanted:
+            raw = raws.get(record["uid"])
+            if raw is None:
+                self._forget_vanished(record)
+                continue
+            if not self._decide(record, raw, report):
+                failed.append(record)
+        self.ledger.commit()
+        self._quarantine([r for r in failed if r["attempts"] >= self.ctx.config.limits.max_attempts],
+                         "handling failed {attempts} times", report)
+
+    def _claim(self, uids: Sequence[int]) -> list[Doc]:
+        records = []
+        for uid in uids:
+            key = self._key(uid)
+            record = self.ledger.get("messages", key=key) or {
+                "key": key, "uid": uid, "uidvalidity": self.mailbox.uidvalidity,
+                "folder": self.mailbox.config.folder, "state": CLAIMED, "attempts": 0,
+                "received": iso(self.ctx.now()), "fingerprint": "", "message_id": "", "error": "",
+            }
+            record["attempts"] = int(record["attempts"]) + 1
+            self.ledger.put("messages", "key", record)
+            records.append(record)
+        cursor = self._cursor()
+        high = max([int(cursor.get("high", 0)), *uids])
+        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder,
+                                        "uidvalidity": self.mailbox.uidvalidity, "high": high})
+        self.ledger.commit()
+        return records
+
+    def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool:
+        """Parse, plan and apply one message; False when it failed (it stays claimed)."""
+        started = time.perf_counter()
+        try:
+            msg = parse(raw)
+            if self.recovering and self._answered_before(msg):
+                self._mark_answered_before(record, msg)
+                return True
+            plan = plan_message(self.ctx, msg, record["key"])
+            apply_plan(self.ctx, plan)
+        except Exception as exc:  # any failure: recorded, retried, quarantined after max_attempts
+            log.exception("message %s failed (attempt %d)", record["key"], record["attempts"])
+            self.ledger.patch("messages", "key", record["key"], error=f"{type(exc).__name__}: {exc}"[:300])
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            return False
+        summary = plan.summary()
+        self.ledger.patch(
+            "messages", "key", record["key"], state=DECIDED, fingerprint=msg.fingerprint,
+            message_id=msg.message_id, decided=iso(self.ctx.now()), summary=_compact(summary, plan),
+            replies=[m.message_id for m in plan.mails], sender=msg.sender.key if msg.sender else "",
+        )
+        report.handled += 1
+        report.acknowledged += 1 if plan.customer_reply else 0
+        report.plans.append({"key": record["key"], **summary})
+        _log_decision(record, plan, time.perf_counter() - started)
+        return True
+
+    def _answered_before(self, msg: Inbound) -> bool:
+        ref = outbox.reference_of(msg.fingerprint)
+        return bool(self.mailbox.sent_has([ref], header="X-Supportd-Ref"))
+
+    def _mark_answered_before(self, record: Doc, msg: Inbound) -> None:
+        log.info("message %s was answered before the state was recovered (its reply is in Sent)", record["key"])
+        self.ledger.patch("messages", "key", record["key"], state=DECIDED, fingerprint=msg.fingerprint,
+                          message_id=msg.message_id, decided=iso(self.ctx.now()), replies=[],
+                          summary={"outcome": "answered before the state was recovered"})
+
+    def _forget_vanished(self, record: Doc) -> None:
+        """The owner moved or deleted the message before we fetched it: nothing to answer."""
+        log.info("message %s is no longer in the folder; skipped", record["key"])
+        self.ledger.record("message", record["key"], state="vanished", attempts=record["attempts"])
+        self.ledger.remove("messages", "key", [record["key"]])
+
+    def _quarantine(self, records: list[Doc], reason: str, report: PassReport) -> None:
+        if not records:
+            return
+        self.mailbox.mark_quarantined([r["uid"] for r in records])
+        for record in records:
+            why = reason.format(attempts=record["attempts"])
+            detail = f"{why}; last error: {record.get('error') or 'none'}"
+            log.error("quarantined %s: %s", record["key"], detail)
+            imap = self.mailbox.config
+            where = f"marked {imap.quarantine_keyword}"
+            if imap.quarantine_folder:
+                where += f" in {imap.quarantine_folder}"
+            mail = owner.escalation(
+                self.ctx, cause="quarantined", subject_key=record["key"],
+                details=f"supportd set this message aside ({detail}). It is still in the mailbox, {where}; "
+                        "please read and answer it yourself.",
+            )
+            if mail is not None:
+                outbox.queue(self.ctx, mail)
+                owner.mark_escalated(self.ctx, "quarantined", record["key"])
+            self.ledger.record("message", record["key"], state=QUARANTINED, reason=detail,
+                               attempts=record["attempts"], fingerprint=record.get("fingerprint", ""))
+            report.quarantined += 1
+        self.ledger.remove("messages", "key", [r["key"] for r in records])
+        self.ledger.commit()
+
+    def _send_due(self, report: PassReport) -> None:
+        entries = outbox.due_entries(self.ctx)
+        if entries:
+            results = outbox.send(self.ctx, self.mailer, entries)
+            report.sent += sum(1 for r in results if r.status == "sent")
+
+    def _finish(self, report: PassReport) -> None:
+        """Copy sent replies to Sent, mark finished messages on the server, move them to the history."""
+        self._copy_sent()
+        for record in self.ledger.find("messages", state=DECIDED):
+            if self._replies_settled(record):
+                self.ledger.patch("messages", "key", record["key"], state=DONE)
+        done = self.ledger.find("messages", state=DONE)
+        if done:
+            self.ledger.commit()
+            current = [r for r in done if r["uidvalidity"] == self.mailbox.uidvalidity]
+            self.mailbox.mark_handled([r["uid"] for r in current])
+            for record in done:
+                self.ledger.record("message", record["key"], state=DONE, fingerprint=record["fingerprint"],
+                                   message_id=record["message_id"], received=record["received"],
+                                   decided=record.get("decided"), sender=record.get("sender", ""),
+                                   **record.get("summary", {}))
+            self.ledger.remove("messages", "key", [r["key"] for r in done])
+            self._archive_replies()
+            self.ledger.commit()
+
+    def _replies_settled(self, record: Doc) -> bool:
+        for message_id in record.get("replies", []):
+            entry = self.ledger.get("outbox", id=message_id)
+            if entry is None:
+                continue
+            if entry["state"] == outbox.FAILED:
+                continue
+            if entry["state"] != "sent" or not entry["copied"]:
+                return False
+        return True
+
+    def _copy_sent(self) -> None:
+        uncopied = [e for e in self.ledger.find("outbox", state="sent") if not e["copied"]]
+        if not uncopied:
+            return
+        self.mailbox.append_sent(e["raw"].encode("ascii") for e in uncopied)
+        for entry in uncopied:
+            self.ledger.patch("outbox", "id", entry["id"], copied=True)
+        self.ledger.commit()
+
+    def _archive_replies(self) -> None:
+        """Sent-and-copied or failed replies leave the hot ledger (their text with them)."""
+        finished = [e for e in self.ledger.find("outbox")
+                    if (e["state"] == "sent" and e["copied"]) or e["state"] == outbox.FAILED]
+        for entry in finished:
+            if entry["state"] == outbox.FAILED:
+                self._report_failed_reply(entry)
+            fields = {k: entry[k] for k in ("kind", "for_key", "ticket", "state", "created", "sent_at",
+                                            "tries", "last_error")}
+            self.ledger.record("reply", entry["id"], **fields)
+        self.ledger.remove("outbox", "id", [e["id"] for e in finished])
+
+    def _report_failed_reply(self, entry: Doc) -> None:
+        if entry["kind"] == "owner":
+            log.error("could not reach the owner (%s): %s", entry["id"], entry["last_error"])
+            return
+        mail = owner.escalation(
+            self.ctx, cause="smtp-failed", subject_key=entry["id"],
+            details=f"The mail server refused our reply '{entry['subject']}' to {entry['to']} for good: "
+                    f"{entry['last_error']}. Please answer the customer another way.",
+        )
+        if mail is not None:
+            outbox.queue(self.ctx, mail)
+            owner.mark_escalated(self.ctx, "smtp-failed", entry["id"])
+
+    # ------------------------------------------------------------ after a restart
+
+    def _recover_after_restart(self) -> None:
+        """Finish what a stop or a crash left in between (see the table above)."""
+        caught = outbox.recover_committing(self.ctx)
+        if self.recovering:  # the state may be a step behind: trust the Sent folder over it
+            waiting = [e for e in self.ledger.find("outbox") if e["state"] in outbox.PENDING_STATES]
+            found = self.mailbox.sent_has(e["id"] for e in waiting)
+            for message_id in found:
+                self.ledger.patch("outbox", "id", message_id, state="sent", copied=True,
+                                  last_error="found in Sent after a recovery")
+        uncopied = [e for e in self.ledger.find("outbox", state="sent") if not e["copied"]]
+        if uncopied:
+            already = self.mailbox.sent_has(e["id"] for e in uncopied)
+            for entry in uncopied:
+                if entry["id"] in already:
+                    self.ledger.patch("outbox", "id", entry["id"], copied=True)
+        if caught or uncopied:
+            self.ledger.commit()
+
+    def _check_uidvalidity(self) -> None:
+        """The server renumbered the folder: start the scan over; fingerprints stop re-answers."""
+        cursor = self._cursor()
+        if not cursor or int(cursor.get("uidvalidity", 0)) == self.mailbox.uidvalidity:
+            return
+        log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; handled mail is recognised by "
+                    "its Message-ID", self.mailbox.config.folder, cursor.get("uidvalidity"),
+                    self.mailbox.uidvalidity)
+        stale = [m for m in self.ledger.find("messages") if m["uidvalidity"] != self.mailbox.uidvalidity]
+        self.ledger.remove("messages", "key", [m["key"] for m in stale if m["state"] == CLAIMED])
+        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder,
+                                        "uidvalidity": self.mailbox.uidvalidity, "high": 0})
+        self.ledger.commit()
+
+
+def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """What the history keeps of a decision: no reply text, no customer words."""
+    return {
+        "primary_intent": summary["primary_intent"], "intents": summary["intents"],
+        "explicit_request": summary["explicit_request"], "rule": summary["rule"],
+        "skip_reason": summary["skip_reason"], "ticket": summary["ticket"],
+        "auto_reply": summary["auto_reply"], "confirmation": summary["confirmation"],
+        "held_action": summary["held_action"]["action"] if summary["held_action"] else None,
+        "tentative": [m.intent for m in plan.decision.tentative_mentions],
+        "matched_rules": list(plan.decision.matched_rules), "outcome": summary["outcome"],
+        "angry": plan.decision.angry,
+    }
+
+
+def _log_decision(record: Doc, plan: Plan, seconds: float) -> None:
+    """One line per message for the journal: id, intent, rule, what was done. No bodies, no secrets."""
+    summary = plan.summary()
+    log.info(
+        "message %s id=%s intent=%s rule=%s ticket=%s did=%s%s (%.0f ms)",
+        record["key"], plan.msg.message_id or "-", summary["primary_intent"], summary["rule"],
+        summary["ticket"] or "-", summary["outcome"] or "-",
+        f" skip={summary['skip_reason']}" if summary["skip_reason"] else "", seconds * 1000,
+    )

@@ -1,0 +1,232 @@
+"""Reply templates (``replies/NAME.txt``, optional ``NAME.html``) and the emails built from them.
+
+Templates are Jinja2, rendered in its sandbox with strict variables. Customer text (their subject,
+their name) is only ever passed in as a value: a subject such as ``{{ config }}`` is printed
+literally, never evaluated. Jinja2 is used rather than ``str.format`` because the owner needs
+conditions and loops ("{% if order %}...") and the sandbox keeps a template from reaching into
+Python objects.
+
+Emails are built with the standard library's ``EmailMessage`` only, so a CR or LF in a subject or a
+name can never start a new header.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from supportd.errors import Problem
+from supportd.yamlfile import shown_path
+
+# Replies the code sends by name, beside those the rules name.
+REQUIRED = (
+    "confirm", "confirm_unclear", "confirm_expired", "action_done", "action_kept", "action_confirmed",
+    "cap_notice", "resolved", "owner_action", "owner_escalation",
+)
+OWNER_PREFIX = "owner_"
+PHRASES_TO_AVOID = ("yes, but", "yes but", "i don't know", "i do not know", "i dont know", "beats me",
+                    "i'm busy", "i am busy", "im busy", "no idea", "not my problem", "can't help you",
+                    "cannot help you")
+VARIABLES = {
+    "shop": "the shop's name",
+    "footer": "the shop's contact details (shop.contact_footer)",
+    "name": "the customer's first name, or '' when unknown",
+    "customer": "the customer's full name or address",
+    "email": "the customer's address",
+    "ticket": "the ticket number, e.g. 1042",
+    "ticket_tag": "the ticket tag, e.g. [#1042]",
+    "subject": "the customer's subject (without Re:)",
+    "intent": "the intent, e.g. defect",
+    "eta": "when a person answers, e.g. 'Monday 10:00'",
+    "order_number": "the order number the customer gave, or None",
+    "order": "order status from the order source: order.status, order.tracking, order.carrier, "
+             "order.tracking_url; None when not found",
+    "reward_code": "a thank-you code from the pool, or None",
+    "snippets": "per-rule texts from replies/snippets/, e.g. snippets.sizing",
+    "mentions": "side remarks worth an offer, e.g. ['unsubscribe']",
+    "action": "what a held change does, e.g. 'cancel order 77120'",
+    "done": "the same, once done, e.g. 'cancelled order 77120'",
+    "expires": "when a confirmation request expires, e.g. 'Thursday 14:00'",
+    "token": "the confirmation code (confirm template only)",
+    "undo": "how to undo or come back, where that exists",
+    "message": "a personal text (supportd resolve --message), or ''",
+    "count": "how many messages today (cap notice)",
+    "details": "facts for the owner (owner_ templates)",
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    html: str | None
+
+
+class Replies:
+    """The owner's reply templates."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(folder)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def names(self) -> set[str]:
+        if not self.folder.is_dir():
+            return set()
+        found = {p.stem for p in self.folder.glob("*.txt")}
+        found |= {f"snippets/{p.stem}" for p in (self.folder / "snippets").glob("*.txt")}
+        return found
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        values = {key: None for key in VARIABLES} | dict(context)
+        values["snippets"] = self._snippets(values.get("snippets") or (), values)
+        text = self.env.get_template(f"{name}.txt").render(values).strip() + "\n"
+        html_path = self.folder / f"{name}.html"
+        html = self.env.get_template(f"{name}.html").render(values) if html_path.exists() else None
+        return Rendered(text=text, html=html)
+
+    def _snippets(self, names: Iterable[str], values: Mapping[str, Any]) -> dict[str, str]:
+        if isinstance(names, dict):
+            return names
+        return {n: self.env.get_template(f"snippets/{n}.txt").render(values).strip() for n in names}
+
+    def check(self, intent_replies: Mapping[str, set[str]] | None = None) -> list[Problem]:
+        """Template syntax, unknown variables, and the shop's voice (see ``PHRASES_TO_AVOID``)."""
+        problems: list[Problem] = []
+        names = self.names()
+        for required in REQUIRED:
+            if required not in names:
+                problems.append(Problem(str(self.folder / f"{required}.txt"), 1,
+                                        "this reply is missing; supportd needs it (copy it from the defaults)"))
+        defect_replies = (intent_replies or {}).get("defect", set())
+        for path in sorted(self.folder.rglob("*.txt")) + sorted(self.folder.rglob("*.html")):
+            problems.extend(self._check_file(path, path.stem in defect_replies))
+        return problems
+
+    def _check_file(self, path: Path, is_defect_reply: bool) -> list[Problem]:
+        shown = shown_path(path, self.folder.parent)
+        source = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            parsed = self.env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            return [Problem(shown, exc.lineno or 1, f"template syntax: {exc.message}")]
+        problems = []
+        for variable in sorted(jinja2.meta.find_undeclared_variables(parsed) - set(VARIABLES)):
+            problems.append(Problem(shown, _line_of(source, variable),
+                                    f"unknown variable '{variable}'; known: {', '.join(VARIABLES)}"))
+        lowered = source.lower().replace("’", "'")
+        for phrase in PHRASES_TO_AVOID:
+            for match in re.finditer(re.escape(phrase), lowered):
+                problems.append(Problem(shown, lowered.count("\n", 0, match.start()) + 1,
+                                        f"avoid '{phrase}': say what you will do and when"))
+        customer_facing = (not path.stem.startswith((OWNER_PREFIX, "_"))) and path.parent == self.folder
+        if customer_facing and path.suffix == ".txt" and "footer" not in source:
+            problems.append(Problem(shown, 1, "no contact footer: add {{ footer }} so the customer "
+                                              "can reach a person"))
+        if is_defect_reply and path.suffix == ".txt" and "thank" not in lowered:
+            problems.append(Problem(shown, 1, "a defect reply should thank the customer for telling "
+                                              "us (it spares the next customer the same trouble)"))
+        return problems
+
+
+def _line_of(source: str, word: str) -> int:
+    found = re.search(r"\b" + re.escape(word) + r"\b", source)
+    return source.count("\n", 0, found.start()) + 1 if found else 1
+
+
+def sample_context() -> dict[str, Any]:
+    """Values for every variable, to render each template once in ``supportd check``."""
+    return {
+        "shop": "Example Shop", "footer": "Example Shop · +49 30 1234567", "name": "Ada",
+        "customer": "Ada Lovelace", "email": "ada@example.org", "ticket": 1042, "ticket_tag": "[#1042]",
+        "subject": "Where is my order?", "intent": "delivery_status", "eta": "Monday 10:00",
+        "order_number": "77120",
+        "order": {"status": "shipped", "tracking": "00340434161234567890", "carrier": "DHL",
+                  "tracking_url": "https://example.org/track"},
+        "reward_code": "THANKS-1234", "snippets": {}, "mentions": ["unsubscribe"],
+        "action": "cancel order 77120", "done": "cancelled order 77120", "expires": "Thursday 14:00",
+        "token": "x" * 27, "undo": "", "message": "",
+        "count": 11, "details": "",
+    }
+
+
+# ---------------------------------------------------------------- building emails
+
+
+def first_name(display_name: str) -> str:
+    """'Ada Lovelace' -> 'Ada'; 'Lovelace, Ada' -> 'Ada'; an address or nothing -> ''."""
+    name = display_name.strip().strip('"').strip()
+    if not name or "@" in name:
+        return ""
+    if "," in name:
+        name = name.split(",", 1)[1].strip()
+    first = name.split()[0] if name.split() else ""
+    return first if first[:1].isalpha() else ""
+
+
+def reply_subject(topic: str, ticket: int | None, suffix: str = "") -> str:
+    """'Re: <their subject> [#1042]', without doubling the tag or the Re:."""
+    tag = f"[#{ticket}]" if ticket else ""
+    base = " ".join(topic.split())[:150] or "your message"
+    if tag and tag in base:
+        tag = ""
+    parts = [f"Re: {base}", tag, suffix]
+    return " ".join(p for p in parts if p)
+
+
+def build_email(
+    *,
+    sender_name: str,
+    sender: str,
+    to_name: str,
+    to: str,
+    subject: str,
+    rendered: Rendered,
+    message_id: str,
+    in_reply_to: str = "",
+    references: Iterable[str] = (),
+    auto_submitted: str = "auto-replied",
+    extra_headers: Mapping[str, str] | None = None,
+    date: float | None = None,
+) -> EmailMessage:
+    """One outgoing email, headers set only through the email API (no header injection)."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = HeaderAddress(display_name=_one_line(sender_name), addr_spec=sender)
+    msg["To"] = HeaderAddress(display_name=_one_line(to_name), addr_spec=to)
+    msg["Subject"] = _one_line(subject)
+    msg["Date"] = email.utils.formatdate(date, localtime=False)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    refs = [r for r in references if r]
+    if refs:
+        msg["References"] = " ".join(refs[-20:])
+    msg["Auto-Submitted"] = auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"
+    for name, value in (extra_headers or {}).items():
+        msg[name] = _one_line(value)
+    msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
+    if rendered.html:
+        msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _one_line(value: str) -> str:
+    """Header text on one line: CR, LF and other control characters become spaces."""
+    return " ".join("".join(" " if ord(c) < 32 or c == "\x7f" else c for c in value).split())

@@ -1,0 +1,144 @@
+"""Tickets: every acknowledgment carries one; those that promise a follow-up stay open until kept.
+
+A customer's follow-up joins its ticket instead of starting a new one (and gets no second
+acknowledgment). It is recognised by our signed Message-ID in In-Reply-To/References, from anyone
+(only someone who received our mail can know it), or by the ``[#1042]`` subject tag, but only from
+the ticket's own sender (anyone can type a tag).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from supportd.clock import iso, parse_iso
+from supportd.context import Context
+from supportd.ledger import Doc
+from supportd.message import Inbound
+from supportd.msgids import read_message_id
+
+FIRST_TICKET = 1001
+TAG = re.compile(r"\[#(\d{3,9})\]")
+OPEN, CLOSED = "open", "closed"
+KEEP_CLOSED_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Thread:
+    """The ticket a message belongs to, and how we know."""
+
+    ticket: Doc
+    how: str  # 'reference' or 'subject-tag'
+    our_kind: str | None = None  # kind of our mail it answers ('ack', 'confirm', ...)
+    our_ref: str | None = None
+
+
+def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
+    for message_id in msg.thread_ids:
+        ours = read_message_id(ctx.secret, message_id)
+        if ours is None:
+            continue
+        kind, ref = ours
+        ticket = _ticket_for_ref(ctx, kind, ref)
+        if ticket is not None:
+            return Thread(ticket, "reference", kind, ref)
+    tag = TAG.search(msg.subject)
+    if tag and msg.sender is not None:
+        ticket = ctx.ledger.get("tickets", number=int(tag.group(1)))
+        if ticket is not None and ticket["customer"] == msg.sender.key:
+            return Thread(ticket, "subject-tag")
+    return None
+
+
+def _ticket_for_ref(ctx: Context, kind: str, ref: str) -> Doc | None:
+    if kind == "confirm":
+        pending = ctx.ledger.get("pending", id=ref)
+        return ctx.ledger.get("tickets", number=pending["ticket"]) if pending else None
+    if ref.isdigit():
+        return ctx.ledger.get("tickets", number=int(ref))
+    return None
+
+
+def peek_number(ctx: Context) -> int:
+    """The number the next new ticket gets (taken for real in ``new_ticket``)."""
+    return int(ctx.ledger.meta("next_ticket", FIRST_TICKET))
+
+
+def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_up: bool,
+               due: dt.datetime | None) -> Doc:
+    assert msg.sender is not None
+    if number != peek_number(ctx):
+        raise RuntimeError("ticket numbers must be taken in order")
+    ctx.ledger.next_number("next_ticket", FIRST_TICKET)
+    now = iso(ctx.now())
+    doc: dict[str, Any] = {
+        "number": number,
+        "customer": msg.sender.key,
+        "name": msg.sender.name,
+        "subject": msg.topic[:200],
+        "intent": intent,
+        "state": OPEN if follow_up else CLOSED,
+        "opened": now,
+        "due": iso(due) if due and follow_up else None,
+        "closed_at": None if follow_up else now,
+        "last_message": now,
+        "messages": 1,
+        "thread": [msg.message_id] if msg.message_id else [],
+        "escalated": [],
+        "reopened": 0,
+    }
+    ctx.ledger.put("tickets", "number", doc)
+    return doc
+
+
+def join(ctx: Context, ticket: Doc, msg: Inbound, due: dt.datetime) -> Doc:
+    """A follow-up on the ticket: count it, and open the ticket again if it was closed."""
+    changes: dict[str, Any] = {
+        "last_message": iso(ctx.now()),
+        "messages": int(ticket.get("messages", 0)) + 1,
+        "thread": (ticket.get("thread", []) + ([msg.message_id] if msg.message_id else []))[-20:],
+    }
+    if ticket["state"] != OPEN:
+        changes.update(state=OPEN, due=iso(due), closed_at=None, reopened=int(ticket.get("reopened", 0)) + 1)
+    ctx.ledger.patch("tickets", "number", ticket["number"], **changes)
+    return {**ticket, **changes}
+
+
+def close(ctx: Context, number: int) -> None:
+    ctx.ledger.patch("tickets", "number", number, state=CLOSED, closed_at=iso(ctx.now()), due=None)
+
+
+def mark_escalated(ctx: Context, ticket: Doc, cause: str) -> bool:
+    """Remember one escalation per cause per ticket; False when this cause was already escalated."""
+    causes = list(ticket.get("escalated", []))
+    if cause in causes:
+        return False
+    causes.append(cause)
+    ctx.ledger.patch("tickets", "number", ticket["number"], escalated=causes)
+    ticket["escalated"] = causes
+    return True
+
+
+def open_tickets(ctx: Context) -> list[Doc]:
+    """Open tickets, overdue first, then by due time."""
+    now = iso(ctx.now())
+    tickets = ctx.ledger.find("tickets", state=OPEN)
+    return sorted(tickets, key=lambda t: (not (t.get("due") and t["due"] < now), t.get("due") or "9"))
+
+
+def overdue(ctx: Context) -> list[Doc]:
+    now = iso(ctx.now())
+    return [t for t in ctx.ledger.find("tickets", state=OPEN) if t.get("due") and t["due"] < now]
+
+
+def archive_old(ctx: Context) -> int:
+    """Move tickets closed long ago out of the hot ledger into the history."""
+    cutoff = ctx.now() - dt.timedelta(days=KEEP_CLOSED_DAYS)
+    old = [t for t in ctx.ledger.find("tickets", state=CLOSED)
+           if t.get("closed_at") and parse_iso(t["closed_at"]) < cutoff]
+    for ticket in old:
+        ctx.ledger.record("ticket", str(ticket["number"]), **ticket)
+    ctx.ledger.remove("tickets", "number", [t["number"] for t in old])
+    return len(old)

@@ -1,0 +1,83 @@
+"""``supportd try``: what supportd would do with some messages, without sending or keeping anything.
+
+Each message goes through the same guard, rules and templates as in the daemon, against an empty
+in-memory ledger (so every message is judged as if it were the first from its sender). A message
+that cannot be read still gets an answer, with an ``error`` key, and the exit code says so; it
+never ends the run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from supportd.actions import plan_message
+from supportd.clock import SystemClock
+from supportd.config import Config
+from supportd.context import Context
+from supportd.daemon import load_rules_and_replies
+from supportd.ledger import Ledger
+from supportd.message import parse
+
+EMPTY_ANSWER: dict[str, Any] = {
+    "primary_intent": None, "intents": [], "explicit_request": None, "auto_reply": False,
+    "skip_reason": None, "rule": None, "reply": None, "held_action": None,
+}
+
+
+def try_messages(config: Config, paths: list[Path], as_json: bool) -> int:
+    rules, replies = load_rules_and_replies(config)
+    clock = SystemClock()
+    ctx = Context(config=config, rules=rules, replies=replies, ledger=Ledger.in_memory(clock), clock=clock,
+                  secret=secrets.token_bytes(32))
+    failures = 0
+    for path in paths:
+        answer = try_one(ctx, path)
+        failures += 1 if "error" in answer else 0
+        if as_json:
+            print(json.dumps(answer, ensure_ascii=False))
+        else:
+            print(describe(answer))
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def try_one(ctx: Context, path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "unreadable", "error": f"cannot read: {exc.strerror}"}
+    try:
+        plan = plan_message(ctx, parse(raw), key=None)
+    except Exception as exc:  # the contract: every message gets an answer, errors included
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "error",
+                "error": f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})"}
+    return {"file": str(path), **plan.summary()}
+
+
+def describe(answer: dict[str, Any]) -> str:
+    """The human-readable form of one answer."""
+    lines = [f"== {answer['file']}"]
+    if "error" in answer:
+        return "\n".join([*lines, f"  error: {answer['error']}"])
+    lines.append(f"  intent: {answer['primary_intent']}  (all: {', '.join(answer['intents'])})")
+    lines.append(f"  rule:   {answer['rule']}: {answer.get('why', '')}")
+    for mention in answer.get("mentions", []):
+        lines.append(f"  {mention['intent']}: {mention['kind']} (\"{mention['sentence'][:80]}\")")
+    if answer["explicit_request"]:
+        lines.append(f"  explicit request: {answer['explicit_request']}")
+    if answer["held_action"]:
+        held = answer["held_action"]
+        lines.append(f"  held: {held['action']} until {held['confirm_to']} confirms")
+    if answer["skip_reason"]:
+        lines.append(f"  no acknowledgment: {answer['skip_reason']}")
+    reply = answer["reply"]
+    if reply:
+        lines.append(f"  reply to {reply['to']}: {reply['subject']}")
+        lines.extend(f"    | {line}" for line in reply["text"].splitlines())
+    return "\n".join(lines)

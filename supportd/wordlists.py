@@ -1,0 +1,38 @@
+"""Owner-written word lists turned into regular expressions.
+
+The owner writes plain words and phrases ("where is my order", "don't", "unsubscrib*"). They match
+whole words, case-insensitively; a space matches any run of spaces or line breaks; an apostrophe
+matches ', ’ or nothing ("don't" also finds "dont" and "don’t"); a trailing or inner ``*`` matches
+the rest of a word ("cancel*" finds cancel, cancelled, cancellation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+APOSTROPHES = "'’`´"
+
+
+def phrase_pattern(phrase: str) -> str:
+    """The regular expression for one owner-written word or phrase (without the word boundaries)."""
+    parts: list[str] = []
+    for char in phrase.strip():
+        if char.isspace():
+            if not parts or parts[-1] != r"\s+":
+                parts.append(r"\s+")
+        elif char == "*":
+            parts.append(r"\w*")
+        elif char in APOSTROPHES:
+            parts.append(f"[{APOSTROPHES}]?")
+        else:
+            parts.append(re.escape(char))
+    return "".join(parts)
+
+
+def compile_words(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern that finds any of the phrases as whole words; None for an empty list."""
+    alternatives = sorted({phrase_pattern(p) for p in phrases if p.strip()}, key=len, reverse=True)
+    if not alternatives:
+        return None
+    return re.compile(r"(?<![\w])(?:" + "|".join(alternatives) + r")(?![\w])", re.IGNORECASE)

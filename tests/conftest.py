@@ -1,0 +1,173 @@
+"""Real mail servers for the tests: a Dovecot and an SMTP sink per test, all state in one temp folder.
+
+Nothing here mocks IMAP or SMTP. Each test that asks for ``world`` gets its own Dovecot (about
+40 ms to start) with the support mailbox, an aiosmtpd sink that keeps every message supportd sends,
+and a config file pointing supportd at both, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from supportd.clock import Clock, SystemClock
+from supportd.config import Config, load_config
+from supportd.daemon import Daemon
+from supportd.localmail import Dovecot, MailUser, SmtpSink, dovecot_available
+from supportd.pipeline import PassReport
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+SUPPORT = "support@shop.example"
+OWNER = "owner@shop.example"
+
+
+def corpus_path() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not at {CORPUS} (CI puts ../shared beside the clone)")
+    return CORPUS
+
+
+def corpus_file(relative: str) -> Path:
+    """One message file of the shared corpus (the test is skipped where the corpus is absent)."""
+    path = CORPUS / relative
+    if not path.is_file():
+        pytest.skip(f"corpus file {relative} is not under {CORPUS} (no ../shared beside the repo)")
+    return path
+
+
+def mail(
+    body: str = "Hello, where is my order 77120?",
+    *,
+    sender: str = "Ada Lovelace <ada@example.org>",
+    to: str = f"Shop <{SUPPORT}>",
+    subject: str = "Where is my order?",
+    message_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """A customer email as a mail client would send it."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = message_id or email.utils.make_msgid(domain="example.org")
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+@dataclass
+class World:
+    """A support mailbox on a real Dovecot, a real SMTP server, and supportd's config for both."""
+
+    root: Path
+    dovecot: Dovecot
+    sink: SmtpSink
+    user: MailUser
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules_dir: Path = REPO / "rules"
+    replies_dir: Path = REPO / "replies"
+    daemons: list[Daemon] = field(default_factory=list)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "supportd.yaml"
+
+    def write_config(self, **sections: dict[str, Any]) -> Path:
+        """Write supportd.yaml; each keyword adds to (or overrides keys of) that section."""
+        (self.root / "imap-password").write_text(self.user.password)
+        settings: dict[str, dict[str, Any]] = {
+            "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
+                     "contact_footer": "Example Shop · +49 30 1234567 · https://shop.example"},
+            "imap": {"host": "127.0.0.1", "port": self.dovecot.port, "tls": "none",
+                     "user": self.user.address, "password_file": "imap-password"},
+            "smtp": {"host": "127.0.0.1", "port": self.sink.port, "tls": "none", "timeout_seconds": 5},
+            "paths": {"state": "state", "rules": str(self.rules_dir), "replies": str(self.replies_dir)},
+        }
+        for name, values in {**self.sections, **sections}.items():
+            settings.setdefault(name, {}).update(values)
+        self.sections = {**self.sections, **sections}
+        self.config_path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
+        return self.config_path
+
+    def config(self) -> Config:
+        if not self.config_path.exists():
+            self.write_config()
+        return load_config(self.config_path)
+
+    def deliver(self, raw: bytes, folder: str = "INBOX") -> int:
+        """A customer's email arrives in the support mailbox; returns its UID."""
+        return self.dovecot.append(self.user, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), folder=folder)
+
+    def daemon(self, clock: Clock | None = None) -> Daemon:
+        daemon = Daemon(self.config(), clock or SystemClock())
+        self.daemons.append(daemon)
+        return daemon
+
+    def once(self, clock: Clock | None = None) -> PassReport:
+        return self.daemon(clock).run_once()
+
+    def sent(self) -> list[EmailMessage]:
+        return [m.message() for m in self.sink.messages]
+
+    def sent_to(self, address: str) -> list[EmailMessage]:
+        return [m.message() for m in self.sink.messages if address in m.rcpt_tos]
+
+    def imap(self) -> Any:
+        return self.dovecot.connect(self.user)
+
+    def flags(self, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
+        client = self.imap()
+        try:
+            client.select_folder(folder, readonly=True)
+            return {uid: data[b"FLAGS"] for uid, data in client.fetch(client.search("ALL"), ["FLAGS"]).items()}
+        finally:
+            client.logout()
+
+    def count(self, folder: str) -> int:
+        client = self.imap()
+        try:
+            client.select_folder(folder, readonly=True)
+            return len(client.search("ALL"))
+        finally:
+            client.logout()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp folder with a short path (Dovecot's sockets need one) that other users can enter."""
+    root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def world(short_tmp: Path) -> Iterator[World]:
+    if not dovecot_available():
+        pytest.skip("Dovecot is not installed (the README's test command installs it)")
+    user = MailUser(SUPPORT, "support-secret")
+    dovecot = Dovecot(short_tmp / "dovecot", users=[user])
+    sink = SmtpSink()
+    dovecot.start()
+    sink.start()
+    world = World(root=short_tmp, dovecot=dovecot, sink=sink, user=user)
+    try:
+        yield world
+    finally:
+        for daemon in world.daemons:
+            daemon.close()
+        sink.stop()
+        dovecot.stop()

@@ -1,0 +1,94 @@
+"""``supportd run``: the long-running daemon, as a separate process, against real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import World, mail
+
+WAIT = 15.0
+
+
+def start_daemon(world: World) -> subprocess.Popen[bytes]:
+    world.write_config()
+    log = (world.root / "daemon.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "supportd", "run", "--config", str(world.config_path)],
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_for_log(world, "supportd running")
+    return process
+
+
+def wait_for_log(world: World, text: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    log = world.root / "daemon.log"
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"'{text}' not in the daemon's log:\n{log.read_text(errors='replace')}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> float:
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=15)
+    return time.monotonic() - started
+
+
+def test_mail_arriving_one_by_one_is_answered_while_running(world: World) -> None:
+    """The daemon answers each email as it arrives, without a restart, within seconds (IDLE)."""
+    process = start_daemon(world)
+    try:
+        for number in range(4):
+            world.deliver(mail(f"Where is my order 7712{number}?", sender=f"c{number}@example.org",
+                               subject=f"Order 7712{number}"))
+            world.sink.wait_for(number + 1, timeout=WAIT)
+    finally:
+        stop(process)
+    assert sorted(m.rcpt_tos[0] for m in world.sink.messages) == [f"c{n}@example.org" for n in range(4)]
+
+
+def test_sigterm_stops_within_ten_seconds_and_loses_nothing(world: World) -> None:
+    """SIGTERM ends the daemon promptly; mail that arrived before is answered, none twice."""
+    process = start_daemon(world)
+    for number in range(3):
+        world.deliver(mail(f"Question {number}", sender=f"s{number}@example.org", subject=f"Q{number}"))
+    world.sink.wait_for(3, timeout=WAIT)
+    assert stop(process) < 10
+    assert process.returncode == 0
+    world.once()
+    assert len(world.sink.messages) == 3
+
+
+def test_sighup_reloads_rules_and_a_broken_file_keeps_the_last_good_rules(world: World, tmp_path: Path) -> None:
+    """An edited rule is used without a restart; a broken edit is reported and the old rules stay."""
+    rules = world.root / "rules"
+    rules.mkdir()
+    for source in (Path(__file__).parents[1] / "rules").glob("*.yaml"):
+        (rules / source.name).write_text(source.read_text())
+    world.rules_dir = rules
+    process = start_daemon(world)
+    try:
+        (rules / "15-sizing.yaml").write_text(
+            "intent: sizing\npriority: 95\nreply: other\nrules:\n  - name: shoe-size\n    text: [shoe size]\n")
+        process.send_signal(signal.SIGHUP)
+        wait_for_log(world, "reloaded")
+        world.deliver(mail("Which shoe size should I order?", sender="p@example.org", subject="Size"))
+        world.sink.wait_for(1, timeout=WAIT)
+        (rules / "15-sizing.yaml").write_text("intent: sizing\nrules:\n  - name: [broken\n")
+        process.send_signal(signal.SIGHUP)
+        wait_for_log(world, "still using the last good ones")
+        world.deliver(mail("My shoe size is wrong, what now?", sender="q@example.org", subject="Size again"))
+        world.sink.wait_for(3, timeout=WAIT)  # the owner's alert, and the customer's reply
+    finally:
+        stop(process)
+    log = (world.root / "daemon.log").read_text()
+    assert "intent=sizing" in log.split("still using the last good ones")[1]
+    assert "15-sizing.yaml:3" in log
+    owner_alerts = world.sent_to("owner@shop.example")
+    assert len(owner_alerts) == 1 and "rule files" in str(owner_alerts[0]["Subject"])

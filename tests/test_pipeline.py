@@ -1,0 +1,88 @@
+"""The message's way through supportd, against a real Dovecot and a real SMTP server."""
+
+from __future__ import annotations
+
+import email
+import json
+
+from supportd.ledger import History
+
+from conftest import OWNER, SUPPORT, World, mail
+
+
+def test_customer_email_gets_a_threaded_acknowledgment(world: World) -> None:
+    """An email appended to INBOX comes back at the SMTP server as a threaded reply with a ticket."""
+    world.deliver(mail("Hi, my order 77120 has not arrived yet.", message_id="<q1@example.org>",
+                       subject="Where is my order?"))
+    report = world.once()
+    assert report.acknowledged == 1
+    [reply] = world.sent_to("ada@example.org")
+    assert reply["In-Reply-To"] == "<q1@example.org>"
+    assert "<q1@example.org>" in reply["References"]
+    assert reply["Subject"].startswith("Re: Where is my order? [#")
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["X-Auto-Response-Suppress"] == "All"
+    assert reply["From"].addresses[0].addr_spec == SUPPORT
+    assert "Example Shop · +49 30 1234567" in reply.get_content()
+
+
+def test_second_pass_sends_nothing_new(world: World) -> None:
+    """Running supportd again finds nothing new: one customer email, one acknowledgment."""
+    world.deliver(mail())
+    world.once()
+    world.once()
+    assert len(world.sent_to("ada@example.org")) == 1
+
+
+def test_message_stays_on_the_server_unread_and_marked_handled(world: World) -> None:
+    """Nothing is deleted or marked read: the owner still sees the mail as new, with our keyword."""
+    uid = world.deliver(mail())
+    world.once()
+    flags = world.flags()
+    assert list(flags) == [uid]
+    assert b"\\Seen" not in flags[uid]
+    assert b"\\Deleted" not in flags[uid]
+    assert b"$SupportdHandled" in flags[uid]
+
+
+def test_every_reply_is_copied_to_sent(world: World) -> None:
+    """The owner sees the conversation in any mail client: our reply is in the Sent folder."""
+    world.deliver(mail())
+    world.once()
+    client = world.imap()
+    client.select_folder("Sent", readonly=True)
+    [uid] = client.search("ALL")
+    copy = email.message_from_bytes(client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"])
+    client.logout()
+    assert copy["Message-ID"] == world.sent()[0]["Message-ID"]
+
+
+def test_handled_message_moves_when_configured(world: World) -> None:
+    """With move_handled_to, handled mail is moved (never deleted) and keeps its keyword."""
+    world.write_config(imap={"move_handled_to": "Handled"})
+    world.deliver(mail())
+    world.once()
+    assert world.count("INBOX") == 0
+    assert world.count("Handled") == 1
+
+
+def test_history_records_the_decision(world: World) -> None:
+    """What was decided is kept for the digest: intent, rule and ticket, without the customer's words."""
+    world.deliver(mail("The vase arrived broken.", subject="Broken vase"))
+    world.once()
+    records = [r for r in History(world.root / "state" / "history")._all("0000", "9999")
+               if r["type"] == "message"]
+    assert len(records) == 1
+    assert records[0]["primary_intent"] == "defect"
+    assert records[0]["rule"] == "broken-or-damaged"
+    assert "broken" not in json.dumps(records[0]).lower().replace("broken-or-damaged", "")
+
+
+def test_owner_is_not_acknowledged_for_robot_mail(world: World) -> None:
+    """An out-of-office reply gets nothing back, so no loop can start."""
+    world.deliver(mail("I am out of the office until Monday.", subject="Automatic reply: Your order",
+                       headers={"Auto-Submitted": "auto-replied"}))
+    report = world.once()
+    assert report.handled == 1
+    assert world.sent() == []
+    assert OWNER not in [r for m in world.sink.messages for r in m.rcpt_tos]
