@@ -50,8 +50,9 @@ def setup_logging(verbose: bool) -> None:
         fmt = "%(asctime)s " + fmt
     debug = verbose or bool(os.environ.get("SUPPORTD_DEBUG"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=fmt, stream=sys.stderr)
-    for noisy in ("imapclient", "mailparser", "asyncio", "aiosmtplib", "mail.log"):
+    for noisy in ("imapclient", "asyncio", "aiosmtplib", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mailparser").setLevel(logging.ERROR)  # a warning for every unusual MIME part
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -8,11 +8,15 @@ its fields are not used, for reasons measured on its 4.8 release:
 * One broken RFC 2047 word leaves its whole Subject undecoded, and a part that lies about its
   charset gives U+FFFD or mojibake: headers and bodies are decoded by ``supportd.charsets``.
 * ``message_id`` is a list when the header appears twice: only the first one is used.
+* It raises on some real bounces (4 of the 1,259 corpus files: an AttributeError in its Received
+  header parsing). Those are parsed with the standard library's compat32 parser, which builds
+  the same kind of tree, so the message is still read.
 """
 
 from __future__ import annotations
 
 import email.message
+import email.policy
 import email.utils
 import hashlib
 import re
@@ -97,8 +101,7 @@ class Inbound:
 
 def parse(raw: bytes) -> Inbound:
     """Parse one message. Never raises for malformed mail: what cannot be read is left empty."""
-    parsed = mailparser.parse_from_bytes(raw)
-    msg: email.message.Message = parsed.message
+    msg = _mime_tree(raw)
     headers = _headers(msg)
     plain, html = _body_texts(msg)
     full_text = plain if plain.strip() else html_to_text(html)
@@ -126,6 +129,16 @@ def parse(raw: bytes) -> Inbound:
         report_type=_report_type(msg),
         defects=tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", [])})),
     )
+
+
+def _mime_tree(raw: bytes) -> email.message.Message:
+    try:
+        tree = mailparser.parse_from_bytes(raw).message
+    except Exception:  # mail-parser's own extras can fail; the MIME tree is what we need
+        tree = None
+    if not isinstance(tree, email.message.Message):
+        tree = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return tree
 
 
 def _headers(msg: email.message.Message) -> dict[str, tuple[str, ...]]:
