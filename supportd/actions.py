@@ -102,7 +102,7 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
         plan.outcome = "held back"
         return plan
     thread = tickets.find_thread(ctx, msg)
-    confirm_ref = thread.our_ref if thread and thread.our_kind == "confirm" else None
+    confirm_ref = thread.our_ref if thread and thread.our_kind in pending.CONFIRM_KINDS else None
     answer = pending.find_confirmation(ctx, msg, confirm_ref)
     if answer is not None:
         _plan_confirmation(ctx, plan, answer, thread)
@@ -183,6 +183,8 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
         _plan_held_action(ctx, plan, number, values)
     if not (plan.new_pending and decision.explicit_request == decision.primary_intent):
         _plan_acknowledgment(ctx, plan, number, values)
+    if not any(mail.kind == "ack" for mail in plan.mails):
+        plan.reward_code = None  # a code is used up only by the acknowledgment that hands it out
     _plan_escalations(ctx, plan, None)
     plan.outcome = plan.outcome or ("acknowledged" if plan.customer_reply else "recorded")
 
@@ -225,14 +227,20 @@ def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, A
     params["email"] = sender.email
     pending_id = pending.new_pending_id(ctx, number)
     token = pending.new_token()
+    only_request = decision.explicit_request == decision.primary_intent
+    joined = plan.join_ticket
+    closes_ticket = only_request and (joined is None or joined["intent"] == decision.explicit_request)
     doc = pending.make_pending(ctx, pending_id=pending_id, action=decision.held_action, params=params,
-                               address=sender.email, ticket=number, token=token)
+                               address=sender.email, ticket=number, token=token, closes_ticket=closes_ticket)
     plan.new_pending = doc
     plan.pending_id = pending_id
+    if only_request and plan.new_ticket is not None:
+        # Nothing is promised yet: the ticket waits for the customer, not for us (no overdue alarm).
+        plan.new_ticket["follow_up"] = False
     description = pending.describe(decision.held_action, params)
     expires = hours.describe_eta(dt.datetime.fromisoformat(doc["expires"]), ctx.now(), ctx.config.hours)
     confirm_values = {**values, "action": description, "expires": expires, "token": token,
-                      "undo": pending.undo_text(ctx, decision.held_action)}
+                      "intent": decision.explicit_request, "undo": pending.undo_text(ctx, decision.held_action)}
     mail = compose(
         ctx, kind="confirm", template="confirm", values=confirm_values, to=sender.email,
         to_name=sender.name, subject=reply_subject(plan.msg.topic, number, f"[confirm: {token}]"),
@@ -265,10 +273,11 @@ def _plan_follow_up(ctx: Context, plan: Plan, thread: tickets.Thread) -> None:
 
 def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationReply,
                        thread: tickets.Thread | None) -> None:
+    """A reply to one of our confirmation requests: only its sender's own, clear "yes" confirms."""
     sender = _sender(plan)
     held = answer.pending
     if held is None:
-        _plan_unknown_token(ctx, plan)
+        _plan_bad_token(ctx, plan, None, "unknown")
         return
     plan.pending_id = held["id"]
     plan.ticket_number = held["ticket"]
@@ -281,30 +290,25 @@ def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationRep
                   f"{sender.key} answered the confirmation request for '{held['action']}' sent to "
                   f"{held['address']}. Nothing was done.")
         return
+    if held["state"] == pending.DROPPED or pending.is_expired(ctx, held):
+        plan.pending_changes = {"state": pending.EXPIRED} if held["state"] == pending.WAITING else None
+        _plan_bad_token(ctx, plan, held, "expired")
+        return
+    answer_word = explicit.confirmation_answer(plan.msg.own_text, ctx.rules.language, _restates(ctx, plan, held))
+    stoppable = held["state"] == pending.CONFIRMED and answer_word == explicit.NO  # a retry still waits
+    if held["state"] != pending.WAITING and not stoppable:
+        _plan_late_answer(plan, held, ticket, answer_word)
+        return
+    plan.confirmation = answer_word
     due = hours.due_time(ctx.now(), ctx.config.hours)
     values = {**_base_values(ctx, plan, held["ticket"], due),
               "action": pending.describe(held["action"], held["params"])}
     topic = ticket["subject"] if ticket else plan.msg.topic
-    if held["state"] in (pending.DONE, pending.CONFIRMED, pending.PERFORMING, pending.REFUSED, pending.FAILED):
-        plan.confirmation = "used"
-        plan.skip_reason = f"confirmation: already answered ({held['state']})"
-        plan.outcome = "ignored a repeated answer"
-        return
-    if pending.is_expired(ctx, held) or held["state"] == pending.DROPPED:
-        plan.confirmation = "expired"
-        plan.pending_changes = {"state": pending.EXPIRED} if held["state"] == pending.WAITING else None
-        plan.mails.append(_reply(ctx, plan, kind="expired", template="confirm_expired", values=values,
-                                 ticket=held["ticket"], to=sender, topic=topic,
-                                 basis=f"{plan.msg.fingerprint}:expired"))
-        plan.outcome = "told the customer the confirmation had expired"
-        return
-    answer_word = explicit.confirmation_answer(plan.msg.own_text, ctx.rules.language)
-    plan.confirmation = answer_word
-    if answer_word == "yes":
+    if answer_word == explicit.YES:
         plan.pending_changes = {"state": pending.CONFIRMED, "confirmed": iso(ctx.now())}
         plan.skip_reason = "confirmation: yes (the action runs now; the customer hears when it is done)"
         plan.outcome = f"confirmed {held['action']}"
-    elif answer_word == "no":
+    elif answer_word == explicit.NO:
         plan.pending_changes = {"state": pending.REFUSED}
         plan.mails.append(_reply(ctx, plan, kind="kept", template="action_kept", values=values,
                                  ticket=held["ticket"], to=sender, topic=topic,
@@ -313,41 +317,78 @@ def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationRep
         _escalate(ctx, plan, "confirmation-refused", ticket, held["id"],
                   f"The customer said no to '{values['action']}'. Nothing was changed.")
     else:
-        if not held.get("clarified"):
-            plan.pending_changes = {"clarified": True}
-            plan.mails.append(_reply(ctx, plan, kind="unclear", template="confirm_unclear", values=values,
-                                     ticket=held["ticket"], to=sender, topic=topic,
-                                     basis=f"{plan.msg.fingerprint}:unclear"))
-        else:
-            plan.skip_reason = "confirmation: unclear again (one clarifying reply was sent already)"
+        _plan_unclear_answer(ctx, plan, held, ticket, values, topic)
+
+
+def _restates(ctx: Context, plan: Plan, held: Doc) -> bool:
+    """The reply itself clearly asks for the held change ("Please cancel it"), and for no other order."""
+    if plan.decision.held_action != held["action"]:
+        return False
+    numbers = {n.upper() for n in ctx.rules.language.order_number.findall(plan.msg.own_text)}
+    return numbers <= {str(held["params"].get("order_number", "")).upper()}
+
+
+def _plan_unclear_answer(ctx: Context, plan: Plan, held: Doc, ticket: Doc | None, values: dict[str, Any],
+                         topic: str) -> None:
+    """One clarifying question (its replies count as answers too); the owner sees every such answer."""
+    plan.join_ticket = ticket  # the clarifying reply promises a person: the ticket is due again
+    if not held.get("clarified"):
+        plan.pending_changes = {"clarified": True}
+        plan.mails.append(_reply(ctx, plan, kind="clarify", template="confirm_unclear", values=values,
+                                 ticket=held["ticket"], to=_sender(plan), topic=topic,
+                                 basis=f"{plan.msg.fingerprint}:unclear", ref=held["id"]))
         plan.outcome = "asked once more (the answer was unclear)"
-        _escalate(ctx, plan, "confirmation-unclear", ticket, held["id"],
-                  f"The customer's answer to '{values['action']}' could be read either way:\n\n"
-                  f"{plan.msg.own_text[:500]}")
+    else:
+        plan.skip_reason = "confirmation: unclear again (one clarifying reply was sent already)"
+        plan.outcome = "left the unclear answer to the owner"
+    _escalate(ctx, plan, "confirmation-unclear", ticket, held["id"],
+              f"The customer's answer to '{values['action']}' could be read either way:\n\n"
+              f"{plan.msg.own_text[:500]}")
 
 
-def _plan_unknown_token(ctx: Context, plan: Plan) -> None:
+def _plan_late_answer(plan: Plan, held: Doc, ticket: Doc | None, answer_word: str) -> None:
+    """An answer to a confirmation already answered: a repeated yes (or no) changes nothing.
+
+    Anything else (a question, a "no, wait" once it is done) joins the ticket for a person.
+    """
+    plan.confirmation = "used"
+    plan.skip_reason = f"confirmation: already answered ({held['state']})"
+    plan.outcome = "ignored a repeated answer"
+    repeated = answer_word == explicit.YES or (answer_word == explicit.NO and held["state"] == pending.REFUSED)
+    if not repeated and ticket is not None:
+        plan.join_ticket = ticket
+        plan.outcome = f"joined ticket {ticket['number']} (a message after the confirmation was answered)"
+
+
+def _plan_bad_token(ctx: Context, plan: Plan, held: Doc | None, why: str) -> None:
+    """An unknown, expired, used-up or withdrawn code: nothing changes, and we say so kindly, a few times a day."""
     sender = _sender(plan)
-    plan.confirmation = "unknown"
+    plan.confirmation = why
     plan.bad_token = True
     record = ctx.ledger.get("senders", address=sender.key) or {}
     bad_today = int(record.get("bad_tokens", 0)) if record.get("day") == ctx.local_day() else 0
     if bad_today >= ctx.config.limits.bad_tokens_per_sender_per_day:
-        plan.skip_reason = "confirmation: too many unknown codes from this sender today (rate-limited)"
+        plan.skip_reason = "confirmation: too many unknown or expired codes from this sender today (rate-limited)"
         plan.outcome = "ignored (rate-limited)"
         _escalate(ctx, plan, "bad-tokens", None, f"{sender.key}:{ctx.local_day()}",
-                  f"{sender.key} sent {bad_today + 1} unknown confirmation codes today.")
+                  f"{sender.key} sent {bad_today + 1} unknown or expired confirmation codes today.")
         return
     due = hours.due_time(ctx.now(), ctx.config.hours)
-    number = tickets.peek_number(ctx)
-    values = _base_values(ctx, plan, None, due)
+    values = _base_values(ctx, plan, held["ticket"] if held else None, due)
+    ticket = ctx.ledger.get("tickets", number=held["ticket"]) if held else None
+    if held is not None:
+        values["action"] = pending.describe(held["action"], held["params"])
+    topic = ticket["subject"] if ticket else plan.msg.topic
+    ref = str(held["ticket"]) if held else f"u{tickets.peek_number(ctx)}"  # a reply to it joins the ticket
     plan.mails.append(compose(
         ctx, kind="expired", template="confirm_expired", values=values, to=sender.email,
-        to_name=sender.name, subject=reply_subject(plan.msg.topic, None), ref=f"u{number}",
-        basis=f"{plan.msg.fingerprint}:unknown", in_reply_to=plan.msg.message_id,
+        to_name=sender.name, subject=reply_subject(topic, held["ticket"] if held else None), ref=ref,
+        basis=f"{plan.msg.fingerprint}:{why}", in_reply_to=plan.msg.message_id,
         references=(*plan.msg.references, plan.msg.message_id), for_key=plan.key,
+        ticket=held["ticket"] if held else None, about=plan.msg.fingerprint,
     ))
-    plan.outcome = "told the customer the confirmation code is unknown or expired"
+    plan.outcome = ("told the customer the confirmation had expired" if held
+                    else "told the customer the confirmation code is unknown or expired")
 
 
 def _plan_escalations(ctx: Context, plan: Plan, ticket: Doc | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
 import sys
@@ -51,7 +52,8 @@ def setup_logging(verbose: bool) -> None:
     debug = verbose or bool(os.environ.get("SUPPORTD_DEBUG"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=fmt, stream=sys.stderr)
     for noisy in ("imapclient", "asyncio", "aiosmtplib", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        if os.environ.get("SUPPORTD_DEBUG") != "protocol":
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("mailparser").setLevel(logging.ERROR)  # a warning for every unusual MIME part
 
 
@@ -104,6 +106,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         rules, replies = load_rules_and_replies(config)
     except InvalidFiles as exc:
         problems.extend(exc.problems)
+        problems.extend(p for p in Replies(config.replies_dir).check() if "avoid '" in p.message)
     else:
         intent_replies: dict[str, set[str]] = {}
         for rule in rules.rules:
@@ -136,34 +139,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
+    """The last seven days' digest: written to files (``--preview``) or sent to the owner (``--send``)."""
     from supportd import digest
     from supportd.daemon import open_context
 
     config = load(args)
     ctx = open_context(config, SystemClock())
-    week = digest.week_ending(ctx.now() if args.preview else digest.latest_due_moment(ctx))
-    if args.preview:
-        facts = digest.gather(ctx, week)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
-        (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
-        print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
-        return EXIT_OK
-    from supportd.daemon import Daemon
-    from supportd.outbox import queue
-
     with ctx.ledger.locked():
-        queue(ctx, digest.compose_digest(ctx, digest.week_ending(ctx.now())))
-    Daemon(config).run_once()
+        week = digest.week_ending(ctx, ctx.now())
+        if args.preview:
+            facts = digest.gather(ctx, week)
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
+            (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
+            print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
+            return EXIT_OK
+        from supportd.outbox import queue
+
+        queue(ctx, digest.compose_digest(ctx, week, ref=f"now{ctx.now():%Y%m%d%H%M%S}"))
+    from supportd.daemon import Daemon
+
+    try:
+        Daemon(config).run_once()
+    except Exception as exc:  # the digest stays queued; the daemon sends it
+        print(f"the digest is queued; supportd sends it when the mail server answers ({exc})")
+        return EXIT_OK
     print(f"sent the digest to {config.shop.owner_address}")
     return EXIT_OK
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
+    """Actions held for a customer's confirmation (and confirmed ones not yet done); ``drop ID`` withdraws one."""
     from supportd import pending
     from supportd.daemon import open_context
 
+    if args.action == "drop" and not args.id:
+        print("say which one: supportd pending drop ID (the ids are in 'supportd pending')", file=sys.stderr)
+        return EXIT_FAILED
     ctx = open_context(load(args), SystemClock())
     with ctx.ledger.locked():
         if args.action == "drop":
@@ -180,38 +193,63 @@ def cmd_pending(args: argparse.Namespace) -> int:
     if not rows:
         print("no pending actions")
     for held in sorted(rows, key=lambda p: p["created"]):
-        print(f"{held['id']:<10} {held['state']:<10} {pending.describe(held['action'], held['params']):<36} "
-              f"{held['address']:<30} expires {held['expires'][:16]}")
+        state = "expired" if pending.is_expired(ctx, held) else held["state"]
+        print(f"{held['id']:<10} {state:<10} {pending.describe(held['action'], held['params']):<36} "
+              f"{held['address']:<30} ticket {held['ticket']:<6} expires {held['expires'][:16]} UTC")
     return EXIT_OK
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
+    """Open tickets, overdue first, with their age and when the answer is (or was) due."""
     from supportd import tickets
     from supportd.daemon import open_context
 
     ctx = open_context(load(args), SystemClock())
     with ctx.ledger.locked():
         rows = tickets.open_tickets(ctx)
-    now = ctx.now().isoformat()
     if not rows:
         print("no open tickets")
-    for ticket in rows:
-        late = "OVERDUE " if ticket.get("due") and ticket["due"] < now else ""
-        print(f"#{ticket['number']:<6} {late}{ticket['intent']:<16} due {str(ticket.get('due'))[:16]:<16} "
-              f"{ticket['customer']:<30} {ticket['subject'][:50]}")
+    for line in ticket_lines(rows, ctx.now(), ctx.config.hours.timezone):
+        print(line)
     return EXIT_OK
 
 
+def ticket_lines(rows: list[dict[str, Any]], now: dt.datetime, timezone: str) -> list[str]:
+    """'#1042  OVERDUE 5 h   open 2 days   defect   ada@example.org   Broken mug' (a table)."""
+    from supportd.clock import parse_iso
+    from supportd.owner import human_duration, human_moment
+
+    lines = []
+    for ticket in rows:
+        due = parse_iso(ticket["due"]) if ticket.get("due") else None
+        if due is not None and due < now:
+            state = f"OVERDUE {human_duration((now - due).total_seconds())}"
+        else:
+            state = f"due {human_moment(due, timezone, now)}" if due else "no due time"
+        age = human_duration((now - parse_iso(ticket["opened"])).total_seconds())
+        lines.append(f"#{ticket['number']:<6} {state:<24} open {age:<14} {ticket['intent']:<16} "
+                     f"{ticket['customer']:<30} {ticket['subject'][:50]}")
+    return lines
+
+
 def cmd_resolve(args: argparse.Namespace) -> int:
+    """Close a ticket and, unless --quiet, tell the customer personally that it is sorted."""
     from supportd.daemon import Daemon, open_context
     from supportd.resolve import resolve_ticket
 
+    number = args.ticket.strip().lstrip("#")
+    if not number.isdigit():
+        print(f"'{args.ticket}' is not a ticket number (like 1042); the open ones: supportd tickets",
+              file=sys.stderr)
+        return EXIT_FAILED
     config = load(args)
     ctx = open_context(config, SystemClock())
     with ctx.ledger.locked():
-        outcome = resolve_ticket(ctx, int(args.ticket.lstrip("#")), message=args.message or "",
-                                 tell_customer=not args.quiet)
-    print(outcome)
+        outcome = resolve_ticket(ctx, int(number), message=args.message or "", tell_customer=not args.quiet)
+    if not outcome.done:
+        print(outcome.text, file=sys.stderr)
+        return EXIT_FAILED
+    print(outcome.text)
     if not args.quiet:
         try:
             Daemon(config).run_once()

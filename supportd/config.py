@@ -19,7 +19,7 @@ from supportd.yamlfile import Section, YList, load_yaml, parse_clock_time
 TLS_MODES = ("none", "starttls", "implicit")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_ROBOT_SENDERS = (
-    "mailer-daemon", "postmaster", "no-reply", "noreply", "do-not-reply", "donotreply",
+    "mailer-daemon", "postmaster", "post_master", "no-reply", "noreply", "do-not-reply", "donotreply",
     "*-request", "owner-*", "*-bounces", "bounces", "bounce", "listserv", "majordomo",
 )
 
@@ -92,6 +92,7 @@ class ImapConfig:
 class SmtpConfig:
     server: ServerConfig
     connections: int = 4
+    retry_first_seconds: float = 60.0
     retry_hours: float = 48.0
     stuck_alert_hours: float = 2.0
 
@@ -307,6 +308,7 @@ class _Reader:
         result = SmtpConfig(
             server=server,
             connections=connections,
+            retry_first_seconds=section.take("retry_first_seconds", float, 60.0),
             retry_hours=section.take("retry_hours", float, 48.0),
             stuck_alert_hours=section.take("stuck_alert_hours", float, 2.0),
         )

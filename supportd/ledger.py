@@ -31,6 +31,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+from supportd import faults
 from supportd.clock import Clock, iso
 from supportd.errors import StateError
 
@@ -294,11 +295,25 @@ class Ledger:
         """Make every change so far durable: history first, then the hot state."""
         try:
             self.history.flush()
+            faults.point("history-written")
             if self.storage.flush():
                 self._file_id = self._current_file_id()
         except OSError as exc:
             raise StateError(f"cannot write the state in {self.state_dir}: {exc.strerror} "
                              "(is the disk full or the folder read-only?)") from exc
+
+    def forget_previous(self) -> None:
+        """Make ``state.json.prev`` a copy of the committed state.
+
+        Called after something secret left the state (a sent confirmation request and its code),
+        so the previous generation does not keep it until the next change.
+        """
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            atomic_write(self.path.with_name(f"{self.path.name}.prev"), self.path.read_bytes())
+        except OSError as exc:
+            raise StateError(f"cannot write the state in {self.state_dir}: {exc.strerror}") from exc
 
     # ------------------------------------------------------------ small helpers for the modules
 

@@ -45,7 +45,7 @@ import subprocess
 import threading
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -55,7 +55,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from imapclient import IMAPClient
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ APT_TIMEOUT = 900.0
 _SUN_PATH_MAX = 107
 _LONGEST_SOCKET_NAME = len("/token-login/imap-urlauth-worker")
 
+
+FINISH_GRACE_SECONDS = 2.0  # how long the test SMTP server finishes a message after the client left
 
 class LocalMailError(Exception):
     """A local mail server could not be installed, started, stopped or used."""
@@ -474,11 +476,29 @@ class Dovecot(_LocalServer):
 
     # -- users and mail --------------------------------------------------------------------
 
-    def add_user(self, user: MailUser) -> None:
-        """Add (or change) an account; works while running (the passwd-file is re-read)."""
-        self.users[user.address] = user
+    def add_user(self, *users: MailUser) -> None:
+        """Add (or change) accounts; works while running, and returns once the last one can log in.
+
+        Dovecot re-reads its passwd-file when it changes, but checks at most once a second, so a
+        login right after the change can still be refused; this waits (at most 3 s) until it is not.
+        """
+        for user in users:
+            self.users[user.address] = user
         if self.root.is_dir():
             self._write_users_file()
+        if self.running and users:
+            self._wait_until_login_works(users[-1])
+
+    def _wait_until_login_works(self, user: MailUser) -> None:
+        deadline = time.monotonic() + 3.0
+        while True:
+            try:
+                self.connect(user).logout()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def user(self, user: MailUser | str) -> MailUser:
         """The account for ``user`` (a MailUser or a known address)."""
@@ -663,6 +683,9 @@ class _SinkHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        refusal = self.sink._count_attempt(address)
+        if refusal is not None:
+            return refusal
         failure = self.sink._take_failure("RCPT")
         if failure is not None:
             return failure
@@ -677,9 +700,45 @@ class _SinkHandler:
         raw = content if isinstance(content, bytes) else str(content).encode()
         mail = ReceivedMail(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
         # Deliver before answering 250: once the client's send() returns, the mail is there.
-        await asyncio.get_running_loop().run_in_executor(None, self.sink._deliver_safely, mail)
-        self.sink._record(mail)
+        # Like a real MTA, the message is ours once its final dot arrived: delivery and record run in
+        # the executor, which finishes even when the client disconnects meanwhile (aiosmtpd then
+        # cancels this handler; recording after an await here would lose the message).
+        await asyncio.get_running_loop().run_in_executor(None, self.sink._accept, mail)
         return "250 OK: queued"
+
+
+class _FinishingSMTP(SMTP):
+    """aiosmtpd's SMTP server, but one that stores a message whose final dot arrived, like a real MTA.
+
+    aiosmtpd cancels its handler the moment the client's connection ends, so a complete message
+    whose final '.' came in the same read as the client's FIN is dropped (measured: about one kill
+    in five right after supportd wrote the dots). Postfix and its kind store it: the transaction
+    is complete at the dot. supportd's processing protocol depends on exactly that, so the test
+    server must behave that way too. Here the handler gets a moment to finish what arrived.
+    """
+
+    def eof_received(self) -> bool | None:
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        asyncio.StreamReaderProtocol.connection_lost(self, error)
+        handler = self._handler_coroutine
+        if handler is not None:
+            handler.add_done_callback(_ignore_outcome)  # the session ends with a read error, as expected
+            asyncio.get_running_loop().call_later(FINISH_GRACE_SECONDS, handler.cancel)
+        self.transport = None
+
+
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _SinkController(Controller):
+    def factory(self) -> SMTP:
+        return _FinishingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpSink(_LocalServer):
@@ -700,6 +759,8 @@ class SmtpSink(_LocalServer):
         self.delivery_errors: list[BaseException] = []
         self._arrived = threading.Condition()
         self._failures: dict[Stage, deque[str]] = {"RCPT": deque(), "DATA": deque()}
+        self._refusals: dict[str, str] = {}
+        self._attempts: Counter[str] = Counter()
         self._controller: Controller | None = None
 
     @property
@@ -712,7 +773,7 @@ class SmtpSink(_LocalServer):
             raise LocalMailError(f"SmtpSink on port {self.port} is already running")
         if self.port == 0:
             self.port = free_port()
-        controller = Controller(
+        controller = _SinkController(
             _SinkHandler(self),
             hostname=self.host,
             port=self.port,
@@ -748,6 +809,25 @@ class SmtpSink(_LocalServer):
         with self._arrived:
             self._failures[at].extend([reply] * times)
 
+    def refuse(self, address: str, code: int, message: str = "") -> None:
+        """Answer every RCPT for ``address`` with ``code`` until ``accept(address)``."""
+        with self._arrived:
+            self._refusals[address.lower()] = f"{code} {message or _default_reply_text(code)}"
+
+    def accept(self, address: str) -> None:
+        with self._arrived:
+            self._refusals.pop(address.lower(), None)
+
+    def rcpt_attempts(self, address: str) -> int:
+        """How often a client asked to send to ``address`` (refused or not)."""
+        with self._arrived:
+            return self._attempts[address.lower()]
+
+    def _count_attempt(self, address: str) -> str | None:
+        with self._arrived:
+            self._attempts[address.lower()] += 1
+            return self._refusals.get(address.lower())
+
     def wait_for(self, count: int, timeout: float) -> list[ReceivedMail]:
         """Wait until at least ``count`` messages arrived; return them all (a copy)."""
         with self._arrived:
@@ -775,6 +855,10 @@ class SmtpSink(_LocalServer):
             log.exception("SmtpSink deliver callback failed for %s", mail.rcpt_tos)
             with self._arrived:
                 self.delivery_errors.append(error)
+
+    def _accept(self, mail: ReceivedMail) -> None:
+        self._deliver_safely(mail)
+        self._record(mail)
 
     def _record(self, mail: ReceivedMail) -> None:
         with self._arrived:

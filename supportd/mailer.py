@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from supportd import faults
 from supportd.config import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Mailer:
         return results
 
     async def _round(self, envelopes: list[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
+        log.debug("sending a round of %d over %d open connections", len(envelopes),
+                  sum(1 for c in self.clients if c.is_connected))
         while len(self.clients) < len(envelopes):
             self.clients.append(self._new_client())
         pairs = list(zip(envelopes, self.clients, strict=False))
@@ -108,13 +111,19 @@ class Mailer:
         ready = [(env, client) for (env, client), early in zip(pairs, staged, strict=True) if early is None]
         results = {r.id: r for r in staged if r is not None}
         if ready:
-            commit([env.id for env, _ in ready])
+            try:
+                commit([env.id for env, _ in ready])
+            except BaseException:
+                for _, client in ready:  # never leave a staged DATA open: the next command would join it
+                    client.close()
+                raise
             released = []
             for env, client in ready:  # the point of no return, straight after the commit
                 if self._release(client):
                     released.append((env, client))
                 else:  # the connection died while staged: the server discarded the message
                     results[env.id] = Result(env.id, TEMPORARY, -1, "connection lost before the end of data")
+            faults.point("released")
             finished = await asyncio.gather(*(self._finish(client, env) for env, client in released))
             results.update((r.id, r) for r in finished)
         return [results[env.id] for env in envelopes]

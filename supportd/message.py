@@ -19,7 +19,9 @@ import email.message
 import email.policy
 import email.utils
 import hashlib
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +33,14 @@ from supportd.owntext import html_to_text, own_words
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|réf|ref|odp|r|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:\s*)+",
                           re.IGNORECASE)
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+REPORT_PARTS = {
+    "message/delivery-status": "delivery-status",
+    "message/global-delivery-status": "delivery-status",
+    "message/feedback-report": "feedback-report",
+    "message/disposition-notification": "disposition-notification",
+}
+MAX_ATTACHMENT_NAMES = 50
+MAX_ZIP_BYTES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class Inbound:
     content_type: str
     report_type: str
     defects: tuple[str, ...] = field(default=())
+    attachment_names: tuple[str, ...] = field(default=())  # also the names inside .zip attachments
 
     def header(self, name: str) -> str:
         """The first value of a header ('' when absent); names are case-insensitive."""
@@ -128,6 +139,7 @@ def parse(raw: bytes) -> Inbound:
         content_type=msg.get_content_type(),
         report_type=_report_type(msg),
         defects=tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", [])})),
+        attachment_names=_attachment_names(msg),
     )
 
 
@@ -136,9 +148,9 @@ def _mime_tree(raw: bytes) -> email.message.Message:
         tree = mailparser.parse_from_bytes(raw).message
     except Exception:  # mail-parser's own extras can fail; the MIME tree is what we need
         tree = None
-    if not isinstance(tree, email.message.Message):
-        tree = email.message_from_bytes(raw, policy=email.policy.compat32)
-    return tree
+    if isinstance(tree, email.message.Message):
+        return tree
+    return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
 def _headers(msg: email.message.Message) -> dict[str, tuple[str, ...]]:
@@ -190,18 +202,20 @@ def _fingerprint(message_id: str, raw: bytes) -> str:
 
 
 def _report_type(msg: email.message.Message) -> str:
-    """'delivery-status', 'feedback-report', ... for machine reports; '' for ordinary mail."""
-    if msg.get_content_type() == "multipart/report":
-        return str(msg.get_param("report-type", "unknown") or "unknown").lower()
+    """'delivery-status', 'feedback-report', ... for machine reports; '' for ordinary mail.
+
+    The report-type parameter when given, else the kind of report part inside (some bounces leave
+    the parameter out), else 'unknown' for a multipart/report.
+    """
+    is_report = msg.get_content_type() == "multipart/report"
+    declared = str(msg.get_param("report-type", "") or "").lower() if is_report else ""
+    if declared:
+        return declared
     for part in _top_level_parts(msg):
-        kind = part.get_content_type()
-        if kind in ("message/delivery-status", "message/global-delivery-status"):
-            return "delivery-status"
-        if kind == "message/feedback-report":
-            return "feedback-report"
-        if kind == "message/disposition-notification":
-            return "disposition-notification"
-    return ""
+        found = REPORT_PARTS.get(part.get_content_type())
+        if found:
+            return found
+    return "unknown" if is_report else ""
 
 
 def _top_level_parts(msg: email.message.Message) -> Iterator[email.message.Message]:
@@ -231,6 +245,39 @@ def _body_texts(msg: email.message.Message) -> tuple[str, str]:
     if plain is None and html is None and not msg.is_multipart() and msg.get_content_maintype() == "text":
         plain = _decoded(msg)
     return plain or "", html or ""
+
+
+def _attachment_names(msg: email.message.Message) -> tuple[str, ...]:
+    """File names of the message's own attachments, and of the files inside attached .zip archives.
+
+    The guard looks for executables here (malware mail has a forged sender: no reply may go out).
+    Archives are listed, never extracted; a broken or oversized one is skipped.
+    """
+    names: list[str] = []
+    for part in _top_level_parts(msg):
+        if part.is_multipart():
+            continue
+        name = decode_header(str(part.get_filename() or "")).strip()
+        if not name:
+            continue
+        names.append(name)
+        if name.lower().endswith(".zip"):
+            names.extend(f"{name}/{inner}" for inner in _zip_members(part))
+    return tuple(names[:MAX_ATTACHMENT_NAMES])
+
+
+def _zip_members(part: email.message.Message) -> list[str]:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # a broken transfer encoding: nothing to list
+        return []
+    if not isinstance(payload, bytes) or len(payload) > MAX_ZIP_BYTES:
+        return []
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            return archive.namelist()[:MAX_ATTACHMENT_NAMES]
+    except (zipfile.BadZipFile, ValueError, OSError, RuntimeError, NotImplementedError):
+        return []
 
 
 def _is_attachment(part: email.message.Message) -> bool:

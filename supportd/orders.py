@@ -4,6 +4,10 @@ Two sources, whichever the shop has: a CSV file it exports (columns ``order``, `
 ``status``, ``tracking``, ``carrier``, ``tracking_url``), or a command that prints one JSON object
 for an order number or an address (``{"status": ..., "tracking": ...}``, or ``null``). A lookup never
 raises: no source, no match, a broken file or a failing command all mean "a person will check".
+
+An order is only ever told to the address it belongs to: anyone can type an order number. A CSV row
+counts only when its ``email`` is the sender's (a row without one is never disclosed), and a
+command's answer that names another ``email`` is dropped.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ def _from_csv(config: OrdersConfig, order_number: str | None, address: str) -> O
         for row in csv.DictReader(handle):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             same_order = order_number and row.get("order", "").lstrip("#").lower() == order_number.lower()
-            same_customer = row.get("email", "").lower() == address.lower()
-            if same_order and (same_customer or not row.get("email")):
+            same_customer = bool(row.get("email")) and row["email"].lower() == address.lower()
+            if same_order and same_customer:
                 return _status(row.get("order", ""), row)
             if not order_number and same_customer:
                 found = _status(row.get("order", ""), row)  # the last row is the latest order
@@ -70,6 +74,9 @@ def _from_command(config: OrdersConfig, order_number: str | None, address: str) 
         raise OSError(f"order command exited with {result.returncode}")
     answer = json.loads(result.stdout or "null")
     if not isinstance(answer, dict) or not answer.get("status"):
+        return None
+    if str(answer.get("email") or address).lower() != address.lower():
+        log.warning("order command answered with another customer's order; not disclosed")
         return None
     return _status(str(answer.get("order") or order_number or ""), {k: str(v) for k, v in answer.items()})
 

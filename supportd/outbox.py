@@ -8,7 +8,8 @@ decided, and its Message-ID is fixed then, so a resend after a crash would be re
 * ``committing``: staged at the server, committed here, final dot about to be written (see
   ``supportd.mailer``). A restart counts it as sent and logs it.
 * ``retry``: the server said "not now" (4xx) or could not be reached. Tried again with
-  exponential backoff (1 min doubling to 1 h) for ``smtp.retry_hours``; the owner hears about a
+  exponential backoff (``smtp.retry_first_seconds``, default 1 min, doubling to 1 h) for
+  ``smtp.retry_hours``; the owner hears about a
   reply stuck longer than ``smtp.stuck_alert_hours``.
 * ``failed``: the server said no for good (5xx), or retries ran out. Recorded and reported,
   never retried in a storm.
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from supportd import faults
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.ledger import Doc
@@ -35,7 +37,6 @@ from supportd.replies import build_email
 log = logging.getLogger(__name__)
 QUEUED, COMMITTING, RETRY, FAILED = "queued", "committing", "retry", "failed"
 PENDING_STATES = (QUEUED, RETRY)
-FIRST_RETRY_SECONDS = 60
 MAX_RETRY_SECONDS = 3600
 
 
@@ -129,14 +130,17 @@ def send(ctx: Context, mailer: Mailer, entries: list[Doc]) -> list[Result]:
                  for e in entries]
 
     def commit(ids: list[str]) -> None:
+        faults.point("staged")
         for message_id in ids:
             ctx.ledger.patch("outbox", "id", message_id, state=COMMITTING)
         ctx.ledger.commit()
 
     results = mailer.send(envelopes, commit)
+    faults.point("answered")
     for result in results:
         record_result(ctx, result)
     ctx.ledger.commit()
+    faults.point("recorded")
     return results
 
 
@@ -157,7 +161,7 @@ def record_result(ctx: Context, result: Result) -> None:
         ctx.ledger.patch("outbox", "id", result.id, state=FAILED, tries=tries, last_error=error)
         log.error("giving up on %s %s: %s", entry["kind"], result.id, error)
         return
-    delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (tries - 1))
+    delay = min(MAX_RETRY_SECONDS, ctx.config.smtp.retry_first_seconds * 2 ** (tries - 1))
     ctx.ledger.patch("outbox", "id", result.id, state=RETRY, tries=tries, last_error=error,
                      next_at=iso(now + dt.timedelta(seconds=delay)))
     log.warning("SMTP said not now for %s (%s); next try in %d s", result.id, error, delay)

@@ -6,6 +6,9 @@ writes five angry mails produces one alert, not five.
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 from supportd.clock import iso
 from supportd.context import Context
 from supportd.ledger import Doc
@@ -53,3 +56,40 @@ def escalation(ctx: Context, *, cause: str, subject_key: str, details: str, tick
         to=ctx.config.shop.owner_address, subject=subject, ref=str(number or 0),
         basis=f"escalation:{cause}:{subject_key}", ticket=number, auto_submitted="auto-generated",
     )
+
+
+# ---------------------------------------------------------------- words for times, for a person
+
+
+def human_duration(seconds: float) -> str:
+    """'under a second', '42 s', '17 min', '2 h 5 min', '14 h', '3 days'."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours < 10:
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    if hours < 48:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
+
+
+def human_moment(when: dt.datetime, timezone: str, now: dt.datetime | None = None) -> str:
+    """'today 16:00', 'yesterday 09:30', 'Tuesday 3 March 16:00', in the shop's time zone."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    local = when.astimezone(zone)
+    clock = local.strftime("%H:%M")
+    if now is not None:
+        days = (now.astimezone(zone).date() - local.date()).days
+        if days == 0:
+            return f"today {clock}"
+        if days == 1:
+            return f"yesterday {clock}"
+        if days == -1:
+            return f"tomorrow {clock}"
+    return f"{local.strftime('%A')} {local.day} {local.strftime('%B')} {clock}"

@@ -12,8 +12,8 @@ token too, so supportd reads the words (``supportd.explicit.confirmation_answer`
 States: ``waiting`` -> ``confirmed`` -> ``performing`` -> ``done`` (or ``failed``), and ``waiting`` ->
 ``refused`` / ``expired`` / ``dropped``. Exactly once: only ``waiting`` can become ``confirmed`` (a
 repeated "yes" finds ``done``); ``performing`` is committed before the hook runs, and a hook is given
-the action's id as an idempotency key, so a crash between the hook and the record re-runs the hook
-with the same key, which a hook must treat as "already done" (the README says so).
+an idempotency key unique to the action, so a crash between the hook and the record re-runs the hook
+with the same key, which a hook must treat as "already done" (the README's hook contract).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from supportd import faults
 from supportd.clock import iso, parse_iso
 from supportd.config import HookConfig
 from supportd.context import Context
@@ -43,6 +44,9 @@ WAITING, CONFIRMED, PERFORMING, DONE, FAILED = "waiting", "confirmed", "performi
 REFUSED, EXPIRED, DROPPED = "refused", "expired", "dropped"
 FINAL = (DONE, FAILED, REFUSED, EXPIRED, DROPPED)
 MAX_HOOK_ATTEMPTS = 3
+# Our mails whose replies answer a pending action (their Message-ID carries its id): the request, and
+# the one clarifying question after an unclear answer.
+CONFIRM_KINDS = ("confirm", "clarify")
 
 DEFAULT_UNDO = {
     "unsubscribe": "If you ever want our emails again, just write to us and we will add you back.",
@@ -94,14 +98,21 @@ def new_pending_id(ctx: Context, ticket: int) -> str:
 
 
 def make_pending(ctx: Context, *, pending_id: str, action: str, params: dict[str, Any], address: str,
-                 ticket: int, token: str) -> Doc:
+                 ticket: int, token: str, closes_ticket: bool = True) -> Doc:
+    """The held action as stored: the token only as its hash.
+
+    ``closes_ticket``: the ticket exists for this request alone, so doing it closes the ticket (a
+    defect ticket with an "unsubscribe me" in it stays open for the defect).
+    The idempotency key is unique for ever (the id alone could come back once old records are pruned).
+    """
     now = ctx.now()
     expires = now + dt.timedelta(hours=ctx.config.limits.confirmation_hours)
     return {
         "id": pending_id, "action": action, "params": params, "address": address.lower(),
         "token_hash": hash_token(token), "created": iso(now), "expires": iso(expires),
         "state": WAITING, "ticket": ticket, "clarified": False, "attempts": 0, "result": "",
-        "next_at": None,
+        "next_at": None, "closes_ticket": closes_ticket,
+        "idempotency_key": f"supportd-{pending_id}-{secrets.token_hex(8)}",
     }
 
 
@@ -157,7 +168,7 @@ class HookOutcome:
 def hook_payload(pending: Doc) -> dict[str, Any]:
     return {
         "id": pending["id"],
-        "idempotency_key": pending["id"],
+        "idempotency_key": pending.get("idempotency_key") or pending["id"],
         "action": pending["action"],
         "params": pending["params"],
         "customer": pending["address"],
@@ -195,11 +206,17 @@ def perform_confirmed(ctx: Context) -> int:
     done = 0
     for held in actions_to_perform(ctx):
         attempts = int(held.get("attempts", 0)) + 1
+        if attempts > MAX_HOOK_ATTEMPTS:  # killed mid-hook again and again: stop, a person takes over
+            _give_up_action(ctx, held, f"supportd stopped during the hook {attempts - 1} times")
+            ctx.ledger.commit()
+            continue
         ctx.ledger.patch("pending", "id", held["id"], state=PERFORMING, attempts=attempts)
         ctx.ledger.commit()  # a crash from here on re-runs the hook with the same idempotency key
+        faults.point("performing", held["id"])
         held = {**held, "state": PERFORMING, "attempts": attempts}
         hook = ctx.config.hooks.get(held["action"])
         outcome = run_hook(hook, held) if hook else HookOutcome(True, "sent to the owner to do by hand")
+        faults.point("performed", held["id"])
         if outcome.ok:
             _finish_action(ctx, held, by_hand=hook is None, detail=outcome.detail)
             done += 1
@@ -259,14 +276,28 @@ def _finish_action(ctx: Context, held: Doc, *, by_hand: bool, detail: str) -> No
             auto_submitted="auto-generated",
         ))
         queue(ctx, _customer_mail(ctx, held, kind="confirmed", template="action_confirmed"))
+        _keep_ticket_open(ctx, held["ticket"])
     else:
         queue(ctx, _customer_mail(ctx, held, kind="done", template="action_done"))
-        if ctx.ledger.get("tickets", number=held["ticket"]):
+        if held.get("closes_ticket", True) and ctx.ledger.get("tickets", number=held["ticket"]):
             tickets.close(ctx, held["ticket"])
     ctx.ledger.patch("pending", "id", held["id"], state=DONE, result=detail[:300], done_at=iso(ctx.now()))
     ctx.ledger.record("pending", held["id"], action=held["action"], outcome=DONE, by_hand=by_hand,
                       ticket=held["ticket"])
     log.info("performed %s (%s)%s", held["action"], held["id"], " by asking the owner" if by_hand else "")
+
+
+def _keep_ticket_open(ctx: Context, number: int) -> None:
+    """The customer was told a person will do it by the ETA: the ticket is due then, and chased after."""
+    from supportd import hours
+
+    ticket = ctx.ledger.get("tickets", number=number)
+    if ticket is None:
+        return
+    due = hours.due_time(ctx.now(), ctx.config.hours)
+    if ticket["state"] == "open" and ticket.get("due"):
+        return
+    ctx.ledger.patch("tickets", "number", number, state="open", due=iso(due), closed_at=None)
 
 
 def _give_up_action(ctx: Context, held: Doc, detail: str) -> None:

@@ -5,8 +5,9 @@ A message's record in the ledger (``messages``, key ``FOLDER:UIDVALIDITY:UID``) 
 ==============  ====================================================  ==============================
 state           written when                                          a restart does
 ==============  ====================================================  ==============================
-``claimed``     before the message is parsed (attempts + 1)           handles it again, alone; after
-                                                                      ``max_attempts`` quarantines it
+``claimed``     before the message is parsed ("in hand")               handles it again, alone; after
+                                                                      ``max_attempts`` failures of its
+                                                                      own, quarantines it
 ``decided``     with its plan: ticket, held action, replies queued    sends what is still queued
                 in the outbox (one commit)
 (replies)       outbox ``queued -> committing -> sent`` (see          ``committing`` counts as sent;
@@ -33,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportd import outbox, owner, pending
+from supportd import digest, faults, outbox, owner, pending
 from supportd.actions import Plan, apply_plan, plan_message
 from supportd.clock import iso
 from supportd.context import Context
@@ -85,7 +86,7 @@ class Pipeline:
             if not self.recovered:
                 self._recover_after_restart()
                 self.recovered = True
-            self._finish(report)
+            self._finish()
             finished = True
             for batch in self._batches():
                 if self.should_stop():
@@ -97,7 +98,7 @@ class Pipeline:
                 log.info("recovery finished: every message in the folder has been checked")
             pending.perform_confirmed(self.ctx)
             self._send_due(report)
-            self._finish(report)
+            self._finish()
         return report
 
     def _cursor(self) -> dict[str, Any]:
@@ -120,15 +121,16 @@ class Pipeline:
 
     def _handle_batch(self, uids: list[int], report: PassReport) -> None:
         records = self._claim(uids)
-        self._quarantine([r for r in records if r["attempts"] > self.ctx.config.limits.max_attempts],
-                         "failed {attempts} times", report)
-        live = [r for r in records if r["attempts"] <= self.ctx.config.limits.max_attempts]
+        limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
+        self._quarantine(limit_reached, "failed {failures} times", report)
+        live = [r for r in records if r not in limit_reached]
         sizes = self.mailbox.sizes([r["uid"] for r in live])
         limit = self.ctx.config.limits.max_message_bytes
         oversize = [r for r in live if sizes.get(r["uid"], 0) > limit]
         self._quarantine(oversize, f"larger than limits.max_message_bytes ({limit} bytes)", report)
         wanted = [r for r in live if r not in oversize]
         raws = self.mailbox.fetch([r["uid"] for r in wanted])
+        faults.point("fetched")
         failed = []
         for record in wanted:
             raw = raws.get(record["uid"])
@@ -138,19 +140,33 @@ class Pipeline:
             if not self._decide(record, raw, report):
                 failed.append(record)
         self.ledger.commit()
-        self._quarantine([r for r in failed if r["attempts"] >= self.ctx.config.limits.max_attempts],
-                         "handling failed {attempts} times", report)
+        faults.point("decided")
+        self._quarantine([r for r in failed if r["failures"] >= self.ctx.config.limits.max_attempts],
+                         "handling failed {failures} times", report)
 
     def _claim(self, uids: Sequence[int]) -> list[Doc]:
+        """Record that these messages are in hand, before anything can go wrong with them.
+
+        A message still marked in hand from an earlier claim was being handled when supportd died.
+        That counts as a failure of the message only if supportd died while reading that message
+        alone (parsing or planning it, marked ``deciding``): a crash in a batch, or in an IMAP,
+        SMTP or disk step, says nothing about the message, which is why messages caught in a crash
+        are retried one at a time (see ``_batches``). Exceptions count at once (see ``_decide``).
+        """
         records = []
+        alone = len(uids) == 1
         for uid in uids:
             key = self._key(uid)
             record = self.ledger.get("messages", key=key) or {
                 "key": key, "uid": uid, "uidvalidity": self.mailbox.uidvalidity,
-                "folder": self.mailbox.config.folder, "state": CLAIMED, "attempts": 0,
+                "folder": self.mailbox.config.folder, "state": CLAIMED, "attempts": 0, "failures": 0,
+                "in_hand": False, "alone": False,
                 "received": iso(self.ctx.now()), "fingerprint": "", "message_id": "", "error": "",
             }
-            record["attempts"] = int(record["attempts"]) + 1
+            if record["in_hand"] and record.get("deciding"):
+                record["failures"] = int(record["failures"]) + 1
+                record["error"] = record["error"] or "supportd stopped while reading it"
+            record.update(attempts=int(record["attempts"]) + 1, in_hand=True, alone=alone, deciding=False)
             self.ledger.put("messages", "key", record)
             records.append(record)
         cursor = self._cursor()
@@ -158,13 +174,18 @@ class Pipeline:
         self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder,
                                         "uidvalidity": self.mailbox.uidvalidity, "high": high})
         self.ledger.commit()
+        faults.point("claimed")
         return records
 
     def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool:
         """Parse, plan and apply one message; False when it failed (it stays claimed)."""
         started = time.perf_counter()
+        if record["alone"]:  # a retry after a crash: if supportd dies reading it, the message is to blame
+            self.ledger.patch("messages", "key", record["key"], deciding=True)
+            self.ledger.commit()
         try:
             msg = parse(raw)
+            faults.point("deciding", msg.subject)
             if self.recovering and self._answered_before(msg):
                 self._mark_answered_before(record, msg)
                 return True
@@ -172,8 +193,10 @@ class Pipeline:
             apply_plan(self.ctx, plan)
         except Exception as exc:  # any failure: recorded, retried, quarantined after max_attempts
             log.exception("message %s failed (attempt %d)", record["key"], record["attempts"])
-            self.ledger.patch("messages", "key", record["key"], error=f"{type(exc).__name__}: {exc}"[:300])
-            record["error"] = f"{type(exc).__name__}: {exc}"
+            record.update(error=f"{type(exc).__name__}: {exc}"[:300], failures=int(record["failures"]) + 1,
+                          in_hand=False, deciding=False)
+            self.ledger.patch("messages", "key", record["key"], error=record["error"],
+                              failures=record["failures"], in_hand=False, deciding=False)
             return False
         summary = plan.summary()
         self.ledger.patch(
@@ -208,7 +231,7 @@ class Pipeline:
             return
         self.mailbox.mark_quarantined([r["uid"] for r in records])
         for record in records:
-            why = reason.format(attempts=record["attempts"])
+            why = reason.format(failures=record.get("failures", 0))
             detail = f"{why}; last error: {record.get('error') or 'none'}"
             log.error("quarantined %s: %s", record["key"], detail)
             imap = self.mailbox.config
@@ -224,36 +247,46 @@ class Pipeline:
                 outbox.queue(self.ctx, mail)
                 owner.mark_escalated(self.ctx, "quarantined", record["key"])
             self.ledger.record("message", record["key"], state=QUARANTINED, reason=detail,
-                               attempts=record["attempts"], fingerprint=record.get("fingerprint", ""))
+                               attempts=record["attempts"], failures=record["failures"],
+                               fingerprint=record.get("fingerprint", ""))
             report.quarantined += 1
         self.ledger.remove("messages", "key", [r["key"] for r in records])
         self.ledger.commit()
 
     def _send_due(self, report: PassReport) -> None:
         entries = outbox.due_entries(self.ctx)
+        log.debug("%d replies due to send", len(entries))
         if entries:
             results = outbox.send(self.ctx, self.mailer, entries)
             report.sent += sum(1 for r in results if r.status == "sent")
 
-    def _finish(self, report: PassReport) -> None:
-        """Copy sent replies to Sent, mark finished messages on the server, move them to the history."""
+    def _finish(self) -> None:
+        """Copy sent replies to Sent, mark finished messages on the server, move both to the history."""
         self._copy_sent()
+        self._mark_done()
+        carried_codes = self._archive_replies()
+        self.ledger.commit()
+        if carried_codes:  # the previous generation still holds the confirmation codes: not any more
+            self.ledger.forget_previous()
+
+    def _mark_done(self) -> None:
         for record in self.ledger.find("messages", state=DECIDED):
             if self._replies_settled(record):
                 self.ledger.patch("messages", "key", record["key"], state=DONE)
         done = self.ledger.find("messages", state=DONE)
-        if done:
-            self.ledger.commit()
-            current = [r for r in done if r["uidvalidity"] == self.mailbox.uidvalidity]
-            self.mailbox.mark_handled([r["uid"] for r in current])
-            for record in done:
-                self.ledger.record("message", record["key"], state=DONE, fingerprint=record["fingerprint"],
-                                   message_id=record["message_id"], received=record["received"],
-                                   decided=record.get("decided"), sender=record.get("sender", ""),
-                                   **record.get("summary", {}))
-            self.ledger.remove("messages", "key", [r["key"] for r in done])
-            self._archive_replies()
-            self.ledger.commit()
+        if not done:
+            return
+        self.ledger.commit()
+        faults.point("done")
+        current = [r for r in done if r["uidvalidity"] == self.mailbox.uidvalidity]
+        self.mailbox.mark_handled([r["uid"] for r in current])
+        faults.point("marked")
+        for record in done:
+            self.ledger.record("message", record["key"], state=DONE, fingerprint=record["fingerprint"],
+                               message_id=record["message_id"], received=record["received"],
+                               decided=record.get("decided"), sender=record.get("sender", ""),
+                               **record.get("summary", {}))
+        self.ledger.remove("messages", "key", [r["key"] for r in done])
 
     def _replies_settled(self, record: Doc) -> bool:
         for message_id in record.get("replies", []):
@@ -271,12 +304,16 @@ class Pipeline:
         if not uncopied:
             return
         self.mailbox.append_sent(e["raw"].encode("ascii") for e in uncopied)
+        faults.point("copied")
         for entry in uncopied:
             self.ledger.patch("outbox", "id", entry["id"], copied=True)
         self.ledger.commit()
 
-    def _archive_replies(self) -> None:
-        """Sent-and-copied or failed replies leave the hot ledger (their text with them)."""
+    def _archive_replies(self) -> bool:
+        """Sent-and-copied or failed replies leave the hot ledger (their text with them).
+
+        True when one of them was a confirmation request, whose text held a confirmation code.
+        """
         finished = [e for e in self.ledger.find("outbox")
                     if (e["state"] == "sent" and e["copied"]) or e["state"] == outbox.FAILED]
         for entry in finished:
@@ -286,6 +323,7 @@ class Pipeline:
                                             "tries", "last_error")}
             self.ledger.record("reply", entry["id"], **fields)
         self.ledger.remove("outbox", "id", [e["id"] for e in finished])
+        return any(e["kind"] == "confirm" for e in finished)
 
     def _report_failed_reply(self, entry: Doc) -> None:
         if entry["kind"] == "owner":
@@ -336,7 +374,8 @@ class Pipeline:
 
 
 def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    """What the history keeps of a decision: no reply text, no customer words."""
+    """What the history keeps of a decision: no reply text, and of the customer's words only a few
+    keywords of mail no rule understood (the digest's candidates for a new rule)."""
     return {
         "primary_intent": summary["primary_intent"], "intents": summary["intents"],
         "explicit_request": summary["explicit_request"], "rule": summary["rule"],
@@ -346,6 +385,10 @@ def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "tentative": [m.intent for m in plan.decision.tentative_mentions],
         "matched_rules": list(plan.decision.matched_rules), "outcome": summary["outcome"],
         "angry": plan.decision.angry,
+        "thread": "new" if plan.new_ticket else "follow-up" if plan.join_ticket else None,
+        # for the digest's "words shared by mail no rule understood" (only such mail keeps any words)
+        "keywords": (digest.keywords(f"{plan.msg.topic}\n{plan.msg.own_text}")
+                     if plan.new_ticket and not plan.decision.matched_rules else []),
     }
 
 

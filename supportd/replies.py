@@ -35,6 +35,7 @@ REQUIRED = (
     "cap_notice", "resolved", "owner_action", "owner_escalation",
 )
 OWNER_PREFIX = "owner_"
+TICKET_TAG = re.compile(r"\[#\d{3,9}\]")
 PHRASES_TO_AVOID = ("yes, but", "yes but", "i don't know", "i do not know", "i dont know", "beats me",
                     "i'm busy", "i am busy", "im busy", "no idea", "not my problem", "can't help you",
                     "cannot help you")
@@ -50,8 +51,8 @@ VARIABLES = {
     "intent": "the intent, e.g. defect",
     "eta": "when a person answers, e.g. 'Monday 10:00'",
     "order_number": "the order number the customer gave, or None",
-    "order": "order status from the order source: order.status, order.tracking, order.carrier, "
-             "order.tracking_url; None when not found",
+    "order": "order status from the order source: order.order (its number), order.status, order.tracking, "
+             "order.carrier, order.tracking_url; None when not found",
     "reward_code": "a thank-you code from the pool, or None",
     "snippets": "per-rule texts from replies/snippets/, e.g. snippets.sizing",
     "mentions": "side remarks worth an offer, e.g. ['unsubscribe']",
@@ -157,7 +158,7 @@ def sample_context() -> dict[str, Any]:
         "customer": "Ada Lovelace", "email": "ada@example.org", "ticket": 1042, "ticket_tag": "[#1042]",
         "subject": "Where is my order?", "intent": "delivery_status", "eta": "Monday 10:00",
         "order_number": "77120",
-        "order": {"status": "shipped", "tracking": "00340434161234567890", "carrier": "DHL",
+        "order": {"order": "77120", "status": "shipped", "tracking": "00340434161234567890", "carrier": "DHL",
                   "tracking_url": "https://example.org/track"},
         "reward_code": "THANKS-1234", "snippets": {}, "mentions": ["unsubscribe"],
         "action": "cancel order 77120", "done": "cancelled order 77120", "expires": "Thursday 14:00",
@@ -181,9 +182,14 @@ def first_name(display_name: str) -> str:
 
 
 def reply_subject(topic: str, ticket: int | None, suffix: str = "") -> str:
-    """'Re: <their subject> [#1042]', without doubling the tag or the Re:."""
+    """'Re: <their subject> [#1042]', without doubling the tag or the Re:.
+
+    Other ticket tags in their subject are dropped: the customer may have typed or copied one that
+    is not theirs, and the reply must carry only the ticket it belongs to.
+    """
     tag = f"[#{ticket}]" if ticket else ""
-    base = " ".join(topic.split())[:150] or "your message"
+    base = " ".join(TICKET_TAG.sub(lambda m: m.group() if m.group() == tag else "", topic).split())[:150]
+    base = base or "your message"
     if tag and tag in base:
         tag = ""
     parts = [f"Re: {base}", tag, suffix]

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from supportd import hours, tickets
 from supportd.context import Context
 from supportd.outbox import compose, queue
 from supportd.replies import first_name, reply_subject
 
 
-def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: bool = True) -> str:
-    """Close ticket ``number``; queue the 'sorted' mail unless told not to. Returns what was done."""
+@dataclass(frozen=True)
+class Resolution:
+    """What ``resolve`` did, in a sentence for the owner; ``done`` is False when nothing changed."""
+
+    done: bool
+    text: str
+
+
+def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: bool = True) -> Resolution:
+    """Close ticket ``number``; queue the personal 'sorted' mail unless told not to."""
     ticket = ctx.ledger.get("tickets", number=number)
     if ticket is None:
-        return f"no ticket {number}"
+        return Resolution(False, f"there is no ticket {number} (the open ones: supportd tickets)")
+    if ticket["state"] != tickets.OPEN:
+        return Resolution(False, f"ticket {number} is already closed; nothing was sent")
     tickets.close(ctx, number)
-    ctx.ledger.record("ticket", str(number), outcome="resolved", opened=ticket["opened"],
-                      intent=ticket["intent"], customer=ticket["customer"])
+    reopened = int(ticket.get("reopened", 0))
+    ctx.ledger.record("ticket", f"{number}/{reopened}", outcome="resolved", opened=ticket["opened"],
+                      intent=ticket["intent"], customer=ticket["customer"], told=tell_customer)
     if not tell_customer:
-        return f"closed ticket {number} without writing to {ticket['customer']}"
+        return Resolution(True, f"closed ticket {number} without writing to {ticket['customer']}")
     thread = ticket.get("thread") or []
     due = hours.due_time(ctx.now(), ctx.config.hours)
     values = {
@@ -26,11 +39,10 @@ def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: 
         "subject": ticket["subject"], "intent": ticket["intent"], "message": message.strip(),
         "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours),
     }
-    resolutions = int(ticket.get("reopened", 0))
     queue(ctx, compose(
         ctx, kind="resolved", template="resolved", values=values, to=ticket["customer"],
         to_name=ticket.get("name", ""), subject=reply_subject(ticket["subject"], number), ref=str(number),
-        basis=f"resolved:{resolutions}", in_reply_to=thread[-1] if thread else "", references=thread,
+        basis=f"resolved:{reopened}", in_reply_to=thread[-1] if thread else "", references=thread,
         ticket=number, auto_submitted="no",
     ))
-    return f"closed ticket {number}; told {ticket['customer']} it is sorted"
+    return Resolution(True, f"closed ticket {number}; told {ticket['customer']} it is sorted")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +43,10 @@ BUILTIN_ACTIONS = ("open_ticket", "order_status", "escalate", "reward_code", "no
 BUILTIN_CONFIRM_ACTIONS = ("cancel_order", "cancel_subscription", "unsubscribe")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CONDITION_KEYS = ("subject", "text", "message", "from", "to", "headers", "all", "any", "not")
+RULE_KEYS = ("name", "priority", "reply", "actions", "snippets", "confirm_action", *CONDITION_KEYS)
+LANGUAGE_LISTS = ("requests", "polite_questions", "negations", "musings", "conditions", "process_questions",
+                  "affirmations", "refusals", "anger", "repeat_contact")
+HOLDING_BACK_LISTS = ("negations", "musings", "conditions", "process_questions")
 DEFAULT_ORDER_NUMBER = r"(?:order|purchase|bestellung)\s*(?:number|no\.?|nr\.?|#)?\s*[:#]?\s*([A-Z0-9][A-Z0-9-]{3,})"
 
 
@@ -269,17 +273,38 @@ class RuleSet:
         )
 
     def _mentions(self, view: View, matches: list[tuple[Rule, list[Hit]]]) -> list[Mention]:
-        """For each irreversible intent: the strongest reading of its mentions (explicit wins)."""
-        found: dict[str, Mention] = {}
+        """For each irreversible intent found, the reading of its mentions that decides."""
+        readings: dict[str, list[tuple[str, Mention]]] = {}
         for rule, hits in matches:
-            if not self.intents[rule.intent].irreversible:
-                continue
-            for hit in hits:
-                mention = self._read_mention(view, rule, hit)
-                current = found.get(rule.intent)
-                if current is None or (mention.kind == explicit.EXPLICIT and current.kind != explicit.EXPLICIT):
-                    found[rule.intent] = mention
-        return sorted(found.values(), key=lambda m: -self.intents[m.intent].priority)
+            if self.intents[rule.intent].irreversible:
+                for hit in hits:
+                    readings.setdefault(rule.intent, []).append((hit.field, self._read_mention(view, rule, hit)))
+        deciding = [self._deciding(view, found) for found in readings.values()]
+        return sorted(deciding, key=lambda m: -self.intents[m.intent].priority)
+
+    def _deciding(self, view: View, readings: list[tuple[str, Mention]]) -> Mention:
+        """The reading of one intent's mentions that decides what we do.
+
+        A clear request in the customer's text wins, unless the text also takes the same change back
+        ("Please cancel my order. Actually, don't cancel my order."). Otherwise a reading that holds
+        back (negated, musing, condition, question) is the one to record. A request that is only in
+        the subject is a headline: it stands when the text has nothing that holds it back (the
+        subject "Unsubscribe" and no text), and takes the kind of what the text says otherwise.
+        """
+        in_text = [mention for where, mention in readings if where == "text"]
+        in_subject = [mention for where, mention in readings if where == "subject"]
+        refused = [m for m in in_text if m.kind == explicit.NEGATED]
+        for mention in in_text:
+            if mention.kind == explicit.EXPLICIT:
+                return next((m for m in refused if m.confirm_action == mention.confirm_action), mention)
+        held_back = next((m for m in in_text if m.kind != explicit.STATEMENT), None)
+        if held_back is not None:
+            return held_back
+        for mention in in_subject:
+            if mention.kind == explicit.EXPLICIT:
+                doubt = explicit.reservation(view.text, self.language)
+                return replace(mention, kind=doubt) if doubt else mention
+        return (in_text or in_subject)[0]
 
     def _read_mention(self, view: View, rule: Rule, hit: Hit) -> Mention:
         source = view.subject if hit.field == "subject" else view.text
@@ -288,9 +313,9 @@ class RuleSet:
             kind = explicit.STATEMENT  # the subject of a reply is ours, not the customer's words
         else:
             kind = explicit.classify(sentence, start, end, self.language)
-            if kind == explicit.STATEMENT and explicit.is_short_command(source, hit.start, hit.end):
+            if kind == explicit.STATEMENT and explicit.is_short_command(source, hit.start, hit.end, self.language):
                 kind = explicit.EXPLICIT
-        return Mention(rule.intent, rule.name, kind, hit.words, sentence.strip(), rule.confirm_action)
+        return Mention(rule.intent, rule.name, kind, hit.words, " ".join(sentence.split()), rule.confirm_action)
 
     def _order_number(self, view: View) -> str | None:
         for value in (view.subject, view.text):
@@ -300,29 +325,48 @@ class RuleSet:
         return None
 
 
+# Where a line break also ends a sentence: at a blank line, and before a list item or a quote line.
+# A single line break inside a paragraph does not: mail clients wrap long lines, and "I am thinking
+# of\ncancelling my subscription" is one sentence, whose musing must not be cut off.
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*(?=\n|[-*•>][ \t]|\d{1,2}[.)][ \t])")
+NOT_A_FULL_STOP = ("e.g", "i.e", "mr", "mrs", "ms", "dr", "no", "nr", "vs", "etc", "approx", "ca", "z.b", "bzw")
+
+
 def sentence_around(text: str, start: int, end: int) -> tuple[str, int, int]:
-    """The sentence of ``text`` that holds ``text[start:end]``, and the span within that sentence."""
+    """The sentence of ``text`` that holds ``text[start:end]``, and the span within that sentence.
+
+    A sentence ends at '!', '?', a full stop followed by a space (not in 'e.g.', 'no. 881' or
+    '12.50'), or a paragraph break; wrapped lines inside a paragraph stay one sentence.
+    """
     left = start
-    while left > 0 and text[left - 1] not in "\n!?" and not _sentence_end(text, left - 1):
+    while left > 0 and not _ends_sentence(text, left - 1):
         left -= 1
     right = end
-    while right < len(text) and text[right] != "\n":
-        if text[right] in "!?" or _sentence_end(text, right):
-            right += 1
-            break
+    while right < len(text) and not _ends_sentence(text, right):
         right += 1
+    if right < len(text) and text[right] in ".!?":
+        right += 1  # the sentence keeps its own punctuation: a final '?' makes it a question
+    while left < start and text[left].isspace():
+        left += 1
+    while right > end and text[right - 1].isspace():
+        right -= 1
     return text[left:right], start - left, end - left
 
 
-def _sentence_end(text: str, index: int) -> bool:
-    """A full stop that ends a sentence: followed by a space and not inside 'e.g.' or '12.50'."""
-    if text[index] != ".":
+def _ends_sentence(text: str, index: int) -> bool:
+    char = text[index]
+    if char in "!?":
+        return True
+    if char == "\n":
+        line_before = text[text.rfind("\n", 0, index) + 1 : index]
+        return not line_before.strip() or PARAGRAPH_BREAK.match(text, index) is not None
+    if char != ".":
         return False
     after = text[index + 1 : index + 2]
     if after and not after.isspace():
         return False
-    word_before = text[max(0, index - 4) : index].split()[-1:] or [""]
-    return word_before[0].lower() not in ("e.g", "i.e", "mr", "mrs", "ms", "dr", "no", "nr", "vs", "etc")
+    word_before = text[max(0, index - 8) : index].split()[-1:] or [""]
+    return word_before[0].lower() not in NOT_A_FULL_STOP
 
 
 def _why(view: View, hits: list[Hit]) -> str:
@@ -349,6 +393,7 @@ class _RuleReader:
         self.rules: list[Rule] = []
         self.rule_lines: dict[str, str] = {}
         self.language_lists: dict[str, list[str]] = {}
+        self.language_file: str | None = None
         self.order_number = DEFAULT_ORDER_NUMBER
 
     def read_file(self, path: Path) -> None:
@@ -364,19 +409,18 @@ class _RuleReader:
         self.read_intent(top, shown)
 
     def read_language(self, section: Section, shown: str) -> None:
-        for key in list(section.data):
-            if key == "order_number":
-                pattern = section.take(key, str, DEFAULT_ORDER_NUMBER)
-                if self.compile_regex(pattern, section, key) is not None:
-                    self.order_number = pattern
-                continue
-            self.language_lists[key] = section.take_strings(key)
-        known = {"requests", "polite_questions", "negations", "musings", "conditions",
-                 "process_questions", "affirmations", "refusals", "anger", "repeat_contact", "order_number"}
-        for key in section.data:
-            if key not in known:
-                section.error(section.line_of(key),
-                              f"language: unknown list '{key}'; known: {', '.join(sorted(known))}")
+        self.language_file = shown
+        for key in LANGUAGE_LISTS:
+            if section.has(key):
+                words = section.take_strings(key)
+                if not words and section.data[key] is not None:
+                    section.error(section.line_of(key), f"language.{key} lists no words; add some")
+                self.language_lists[key] = words
+        if section.has("order_number"):
+            pattern = section.take("order_number", str, DEFAULT_ORDER_NUMBER)
+            if self.compile_regex(pattern, section, "order_number") is not None:
+                self.order_number = pattern
+        section.finish()
 
     def read_intent(self, top: Section, shown: str) -> None:
         name = top.take("intent", str, "", required=True)
@@ -409,13 +453,15 @@ class _RuleReader:
 
     def read_rule(self, item: Any, intent: Intent, shown: str, line: int) -> None:
         rule = Section(item, shown, self.problems, "rule", line)
+        rule.known.extend(RULE_KEYS)  # so that a misspelt key gets a "did you mean"
         name = rule.take("name", str, "", required=True)
         where = f"{shown}:{rule.line}"
         if name in self.rule_lines:
             rule.error(rule.line_of("name"), f"rule name '{name}' is also used at {self.rule_lines[name]}")
         self.rule_lines[name] = where
+        problems_before = len(self.problems)
         condition = self.condition_of(rule)
-        if condition is None:
+        if condition is None and len(self.problems) == problems_before and not _unknown_keys(rule):
             rule.error(rule.line, f"rule '{name}' has no condition; add one of: {', '.join(CONDITION_KEYS)}")
         actions = self.action_list(rule, "actions") if rule.has("actions") else intent.actions
         snippets = tuple(rule.take_strings("snippets"))
@@ -461,14 +507,19 @@ class _RuleReader:
         if items is None:
             section.error(line, f"'{key}' must be a list of conditions, each starting with '- '")
             return None
+        if not items:
+            section.error(line, f"'{key}' lists no conditions; add some, each starting with '- '")
+            return None
         nested = [self.nested(item, section, items.line_of(i), key) for i, item in enumerate(items)]
         found = tuple(n for n in nested if n is not None)
         return (AllOf(found) if key == "all" else AnyOf(found)) if found else None
 
     def nested(self, value: Any, section: Section, line: int, key: str) -> Condition | None:
         inner = Section(value, section.file, self.problems, key, line)
+        inner.known.extend(CONDITION_KEYS)
+        problems_before = len(self.problems)
         condition = self.condition_of(inner)
-        if condition is None:
+        if condition is None and len(self.problems) == problems_before and not _unknown_keys(inner):
             section.error(line, f"'{key}' needs a condition inside: one of {', '.join(CONDITION_KEYS)}")
         inner.finish()
         return condition
@@ -487,16 +538,17 @@ class _RuleReader:
         """Words (a list or one text) or a mapping with 'words' and/or 'regex'."""
         from supportd.wordlists import compile_words
 
+        problems_before = len(self.problems)
         if isinstance(value, YMap):
             inner = Section(value, section.file, self.problems, key, line)
             words = inner.take_strings("words")
             regexes = inner.take_strings("regex")
             inner.finish()
-            compiled = [self.compile_regex(r, inner, "regex") for r in regexes]
+            compiled = [self.compile_regex(pattern, inner, "regex", index) for index, pattern in enumerate(regexes)]
             found = [p for p in [compile_words(words), *compiled] if p is not None]
         else:
             found = [p for p in [compile_words(self.strings(value, section, key, line))] if p is not None]
-        if not found:
+        if not found and len(self.problems) == problems_before:
             section.error(line, f"'{key}' lists no words or regex to look for")
         return tuple(found)
 
@@ -508,11 +560,15 @@ class _RuleReader:
         section.error(line, f"'{key}' must be a word, or a list of words like [broken, damaged]")
         return []
 
-    def compile_regex(self, pattern: str, section: Section, key: str) -> re.Pattern[str] | None:
+    def compile_regex(self, pattern: str, section: Section, key: str, index: int | None = None
+                      ) -> re.Pattern[str] | None:
+        """The compiled pattern; a bad one is reported on its own line (item ``index`` of a list)."""
         try:
             return re.compile(pattern, re.IGNORECASE)
         except re.error as exc:
-            section.error(section.line_of(key), f"bad regular expression {pattern!r}: {exc}")
+            value = section.data.get(key)
+            line = value.line_of(index) if isinstance(value, YList) and index is not None else section.line_of(key)
+            section.error(line, f"bad regular expression {pattern!r}: {exc.msg} at position {exc.pos}")
             return None
 
     def reply_name(self, section: Section, name: str | None, key: str = "reply") -> str | None:
@@ -537,6 +593,7 @@ class _RuleReader:
         return name
 
     def finish(self) -> RuleSet:
+        self.check_language_for_irreversible_intents()
         fallbacks = [i for i in self.intents.values() if i.fallback]
         if len(fallbacks) != 1:
             where = ", ".join(i.where for i in fallbacks) or "none"
@@ -548,6 +605,18 @@ class _RuleReader:
             raise InvalidFiles(self.problems)
         language = Language.from_lists(self.language_lists, self.order_number)
         return RuleSet(self.intents, self.rules, language)
+
+    def check_language_for_irreversible_intents(self) -> None:
+        """An irreversible intent needs the lists that hold a mention back: without negations,
+        "I don't want to cancel" would read as a request."""
+        missing = [name for name in HOLDING_BACK_LISTS if name not in self.language_lists]  # empty: reported
+        for intent in (i for i in self.intents.values() if i.irreversible and missing):
+            file, _, line = intent.where.rpartition(":")
+            where = (f"in {self.language_file}" if self.language_file
+                     else "in a file with 'language:' (see rules/00-language.yaml)")
+            self.problems.append(Problem(file, int(line), (
+                f"intent '{intent.name}' is irreversible, but the word lists {', '.join(missing)} are missing "
+                f"{where}; without them a negated or hesitant mention would read as a request")))
 
 
 def load_rules(folder: Path, replies: Iterable[str] | None = None,
@@ -563,6 +632,11 @@ def load_rules(folder: Path, replies: Iterable[str] | None = None,
     ruleset = reader.finish()
     ruleset.files = rule_file_stamps(folder)
     return ruleset
+
+
+def _unknown_keys(section: Section) -> bool:
+    """Whether the mapping has keys nobody asked for (``finish`` reports them with a "did you mean")."""
+    return any(key not in section.known for key in section.data)
 
 
 def rule_file_stamps(folder: Path) -> dict[str, float]:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 
 import schedule
 
-from supportd import owner, pending, tickets
+from supportd import digest, owner, pending, tickets
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
+from supportd.ledger import Doc
 from supportd.outbox import queue, stuck_entries
 
 log = logging.getLogger(__name__)
@@ -26,73 +27,96 @@ SENDER_RECORD_DAYS = 2
 ESCALATION_RECORD_DAYS = 30
 
 
+def overdue_keys(ticket: Doc) -> tuple[str, str]:
+    """(subject key, ticket tag) of a ticket's overdue alert: '1042' and 'overdue' the first time,
+    '1042/1' and 'overdue/1' once the customer reopened it (a new promise, so a new alert)."""
+    reopened = int(ticket.get("reopened", 0))
+    if not reopened:
+        return str(ticket["number"]), "overdue"
+    return f"{ticket['number']}/{reopened}", f"overdue/{reopened}"
+
+
 class Jobs:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.scheduler = schedule.Scheduler()
-        self.scheduler.every(1).minutes.do(self._guarded("minutely", self.minutely))
-        self.scheduler.every(1).hours.do(self._guarded("hourly", self.hourly))
+        self.scheduler.every(1).minutes.do(self.minutely)
+        self.scheduler.every(1).hours.do(self.hourly)
 
     def run_pending(self) -> None:
         self.scheduler.run_pending()
 
     def run_all(self) -> None:
         """Every job now (at start, and in ``supportd once``)."""
-        self._guarded("minutely", self.minutely)()
-        self._guarded("hourly", self.hourly)()
+        self.minutely()
+        self.hourly()
 
     def seconds_until_next(self) -> float:
         idle = self.scheduler.idle_seconds
         return max(0.0, idle) if idle is not None else 60.0
 
-    def _guarded(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                with self.ctx.ledger.locked():
-                    job()
-            except Exception:  # a failing job must not stop the daemon, nor rerun in a storm
-                log.exception("scheduled job %s failed; it runs again at its next time", name)
-        return run
+    def _guarded(self, job: str, steps: list[tuple[str, Callable[[], object]]]) -> None:
+        """Run ``steps`` under one state lock (one commit); a failing step is logged and the next one runs.
+
+        A failing job must not stop the daemon, nor rerun in a storm (what ``schedule`` does with a job
+        that raises), nor keep the other steps, the weekly digest above all, from running.
+        """
+        try:
+            with self.ctx.ledger.locked():
+                for name, step in steps:
+                    try:
+                        step()
+                    except Exception:
+                        log.exception("scheduled job %s failed; it runs again at its next time", name)
+        except Exception:  # the lock or the commit: the state folder's trouble is reported by the pass
+            log.exception("scheduled %s jobs could not run; they run again at their next time", job)
 
     def minutely(self) -> None:
-        pending.expire_due(self.ctx)
-        self.escalate_overdue()
-        self.alert_stuck_outbox()
-        from supportd import digest
-
-        digest.send_if_due(self.ctx)
+        self._guarded("minutely", [
+            ("expiring confirmations", lambda: pending.expire_due(self.ctx)),
+            ("overdue tickets", self.escalate_overdue),
+            ("stuck outbox", self.alert_stuck_outbox),
+            ("weekly digest", lambda: digest.send_if_due(self.ctx)),
+        ])
 
     def hourly(self) -> None:
-        tickets.archive_old(self.ctx)
-        self.prune_counters()
+        self._guarded("hourly", [
+            ("archiving tickets", lambda: tickets.archive_old(self.ctx)),
+            ("pruning counters", self.prune_counters),
+        ])
 
     def escalate_overdue(self) -> None:
+        """One alert per ticket that passed its due time (and one more each time it is reopened)."""
         for ticket in tickets.overdue(self.ctx):
-            if "overdue" in ticket.get("escalated", []):
+            cause_key, tag = overdue_keys(ticket)
+            if tag in ticket.get("escalated", []):
                 continue
             due = parse_iso(ticket["due"])
-            hours_late = (self.ctx.now() - due).total_seconds() / 3600
+            now = self.ctx.now()
+            promised = owner.human_moment(due, self.ctx.config.hours.timezone, now)
             mail = owner.escalation(
-                self.ctx, cause="overdue", subject_key=str(ticket["number"]), ticket=ticket,
+                self.ctx, cause="overdue", subject_key=cause_key, ticket=ticket,
                 customer=ticket["customer"], customer_name=ticket.get("name", ""),
-                details=f"We promised {ticket['customer']} an answer by {iso(due)} ({hours_late:.1f} hours "
-                        f"ago). When answered: supportd resolve {ticket['number']}",
+                details=f"We promised {ticket['customer']} an answer by {promised} "
+                        f"({owner.human_duration((now - due).total_seconds())} ago). When it is answered, "
+                        f"close the ticket: supportd resolve {ticket['number']} --message \"...\"",
             )
             if mail is not None:
                 queue(self.ctx, mail)
-                owner.mark_escalated(self.ctx, "overdue", str(ticket["number"]))
-            tickets.mark_escalated(self.ctx, ticket, "overdue")
+                owner.mark_escalated(self.ctx, "overdue", cause_key)
+            tickets.mark_escalated(self.ctx, ticket, tag)
 
     def alert_stuck_outbox(self) -> None:
         stuck = stuck_entries(self.ctx)
         if not stuck:
             return
         oldest = min(stuck, key=lambda e: e["created"])
+        since = owner.human_moment(parse_iso(oldest["created"]), self.ctx.config.hours.timezone, self.ctx.now())
         day = self.ctx.local_day()
         mail = owner.escalation(
             self.ctx, cause="outbox-stuck", subject_key=day,
             details=f"{len(stuck)} replies are waiting for the mail server; the oldest since "
-                    f"{oldest['created']} (last answer: {oldest['last_error'] or 'none'}). supportd keeps "
+                    f"{since} (last answer: {oldest['last_error'] or 'none'}). supportd keeps "
                     "trying; check the SMTP settings and the server.",
         )
         if mail is not None:

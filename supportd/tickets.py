@@ -44,16 +44,15 @@ def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
         ticket = _ticket_for_ref(ctx, kind, ref)
         if ticket is not None:
             return Thread(ticket, "reference", kind, ref)
-    tag = TAG.search(msg.subject)
-    if tag and msg.sender is not None:
+    for tag in TAG.finditer(msg.subject) if msg.sender is not None else ():
         ticket = ctx.ledger.get("tickets", number=int(tag.group(1)))
-        if ticket is not None and ticket["customer"] == msg.sender.key:
+        if ticket is not None and msg.sender is not None and ticket["customer"] == msg.sender.key:
             return Thread(ticket, "subject-tag")
     return None
 
 
 def _ticket_for_ref(ctx: Context, kind: str, ref: str) -> Doc | None:
-    if kind == "confirm":
+    if kind in ("confirm", "clarify"):  # their ref is a pending action's id (supportd.pending.CONFIRM_KINDS)
         pending = ctx.ledger.get("pending", id=ref)
         return ctx.ledger.get("tickets", number=pending["ticket"]) if pending else None
     if ref.isdigit():

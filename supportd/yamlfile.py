@@ -91,9 +91,8 @@ def load_yaml(path: Path, shown_as: str, problems: list[Problem]) -> Any:
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
-        problems.append(Problem(shown_as, _syntax_error_line(exc, text),
-                                f"YAML syntax: {exc.problem or 'not valid YAML'}"
-                                f"{' ' + exc.context if exc.context else ''} (check indentation, quotes and brackets)"))
+        line, message = _syntax_problem(exc, text)
+        problems.append(Problem(shown_as, line, f"YAML syntax: {message}"))
         return None
     except yaml.YAMLError as exc:
         problems.append(Problem(shown_as, 1, f"YAML syntax: {exc}"))
@@ -105,12 +104,28 @@ def load_yaml(path: Path, shown_as: str, problems: list[Problem]) -> Any:
     return data
 
 
-def _syntax_error_line(exc: yaml.MarkedYAMLError, text: str) -> int:
-    """The line to show: where the broken construct started, when the parser only noticed at the end."""
+_OPENED = {"flow sequence": "the '[' list opened on this line is not closed with ']'",
+           "flow mapping": "the '{' opened on this line is not closed with '}'",
+           "quoted scalar": "the quote opened on this line is not closed"}
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str]:
+    """The line to show and what to say.
+
+    The parser notices an unclosed bracket or quote only where something else begins (often the
+    next line, or the end of the file); the owner needs the line where it was opened.
+    """
     problem, context = exc.problem_mark, exc.context_mark
+    detail = f"{exc.problem or 'not valid YAML'}{' ' + exc.context if exc.context else ''}"
+    opened = next((text for construct, text in _OPENED.items() if construct in (exc.context or "")), None)
     at_end = problem is not None and problem.index >= len(text.rstrip())
-    mark = context if (context is not None and (at_end or problem is None)) else problem or context
-    return mark.line + 1 if mark is not None else 1
+    if context is not None and (opened or at_end or problem is None):
+        noticed = "at the end of the file" if at_end else f"at line {problem.line + 1}" if problem else ""
+        if opened:
+            return context.line + 1, f"{opened} (the parser stopped {noticed}: {detail})"
+        return context.line + 1, f"{detail} (noticed {noticed}; check indentation, quotes and brackets)"
+    mark = problem or context
+    return (mark.line + 1 if mark else 1), f"{detail} (check indentation, quotes and brackets)"
 
 
 TYPE_NAMES = {

@@ -171,3 +171,12 @@ def world(short_tmp: Path) -> Iterator[World]:
             daemon.close()
         sink.stop()
         dovecot.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault-injection counts (trials, kills, lost, duplicates) after the tests."""
+    import sys
+
+    faults = sys.modules.get("test_faults")
+    for line in getattr(faults, "fault_summary", list)():
+        terminalreporter.write_line(line)

@@ -92,3 +92,16 @@ def test_sighup_reloads_rules_and_a_broken_file_keeps_the_last_good_rules(world:
     assert "15-sizing.yaml:3" in log
     owner_alerts = world.sent_to("owner@shop.example")
     assert len(owner_alerts) == 1 and "rule files" in str(owner_alerts[0]["Subject"])
+
+
+def test_backoff_grows_with_jitter_up_to_a_cap() -> None:
+    """Reconnect waits double each time (1 s, 2 s, 4 s ...) with up to 30% jitter, and never exceed 2.6 min."""
+    from supportd.daemon import MAX_BACKOFF, Backoff
+
+    backoff = Backoff()
+    delays = [backoff.next_delay() for _ in range(12)]
+    for number, delay in enumerate(delays[:6]):
+        assert 2**number <= delay <= 2**number * 1.3
+    assert max(delays) <= MAX_BACKOFF * 1.3
+    backoff.reset()
+    assert backoff.next_delay() <= 1.3

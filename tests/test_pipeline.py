@@ -86,3 +86,41 @@ def test_owner_is_not_acknowledged_for_robot_mail(world: World) -> None:
     assert report.handled == 1
     assert world.sent() == []
     assert OWNER not in [r for m in world.sink.messages for r in m.rcpt_tos]
+
+
+def test_message_that_fails_three_times_is_quarantined_and_the_queue_goes_on(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An exception while handling one message: retried, set aside after 3 attempts, the owner told; others answered."""
+    import supportd.pipeline
+
+    real_plan = supportd.pipeline.plan_message
+
+    def plan_or_fail(ctx, msg, key):  # type: ignore[no-untyped-def]
+        if "BROKEN" in msg.subject:
+            raise ValueError("a bug in handling this one")
+        return real_plan(ctx, msg, key)
+
+    monkeypatch.setattr(supportd.pipeline, "plan_message", plan_or_fail)
+    broken = world.deliver(mail("x", subject="BROKEN thing", sender="b@example.org"))
+    world.deliver(mail("Where is my order?", sender="c@example.org"))
+    for _ in range(4):
+        world.once()
+    flags = world.flags()
+    assert b"$SupportdQuarantined" in flags[broken] and b"$SupportdHandled" not in flags[broken]
+    assert len(world.sent_to("c@example.org")) == 1
+    [alert] = world.sent_to(OWNER)
+    assert "3 times" in alert.get_body(preferencelist=("plain",)).get_content()
+    world.once()
+    assert len(world.sent_to(OWNER)) == 1  # set aside for good: no second alert, no retry
+
+
+def test_oversize_message_is_quarantined_at_once(world: World) -> None:
+    """Mail larger than limits.max_message_bytes is not fetched; it is set aside for the owner, still in the box."""
+    world.write_config(limits={"max_message_bytes": 5000})
+    big = world.deliver(mail("x" * 20000, sender="big@example.org"))
+    small = world.deliver(mail("Where is my order?", sender="small@example.org"))
+    world.once()
+    flags = world.flags()
+    assert b"$SupportdQuarantined" in flags[big]
+    assert b"$SupportdHandled" in flags[small]
+    assert world.sent_to("big@example.org") == []
+    assert "larger than" in world.sent_to(OWNER)[0].get_body(preferencelist=("plain",)).get_content()

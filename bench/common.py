@@ -1,0 +1,229 @@
+"""What the benchmarks share: real mail servers on loopback, a config for them, customer mail, timing.
+
+Every benchmark runs against a real Dovecot and a real aiosmtpd (``supportd.localmail``), with all
+state in one temp folder that is removed afterwards. supportd itself runs as a subprocess
+(``supportd run`` / ``supportd once``) wherever the figure is about the process a shop runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.policy
+import email.utils
+import json
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supportd import __version__
+from supportd.localmail import Dovecot, MailUser, ReceivedMail, SmtpSink
+
+REPO = Path(__file__).resolve().parents[1]
+# aiosmtpd logs a traceback when a client drops a connection without QUIT; not a benchmark result.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+SUPPORT = "support@shop.example"
+OWNER = "owner@shop.example"
+SUPPORT_USER = MailUser(SUPPORT, "support-secret")
+
+# What customers write most: a delivery question, a broken item, a general question. Each gets an
+# acknowledgment (none is an irreversible request, which would get a confirmation request instead).
+BODIES = (
+    ("Where is my order?", "Hello,\n\nmy order {order} has not arrived yet. Could you check where it is?\n\n"
+     "Thanks,\n{name}\n"),
+    ("Broken mug", "Hi there,\n\nthe mug I ordered (order {order}) arrived broken, the handle is cracked.\n"
+     "Can you send a new one?\n\nBest regards\n{name}\n"),
+    ("Question about sizes", "Good morning,\n\ndo the shirts run small? I usually wear M and want to order "
+     "two for my brother.\n\n{name}\n\n--\n{name}\nSent from my phone\n"),
+)
+
+
+def customer_mail(number: int, tag: str = "bench") -> bytes:
+    """Customer number ``number``'s email (CRLF, a distinct sender and Message-ID each)."""
+    subject, body = BODIES[number % len(BODIES)]
+    name = f"Customer {number}"
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = f"{name} <customer{number}@example.org>"
+    msg["To"] = f"Example Shop <{SUPPORT}>"
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = f"<{tag}.{number}.{time.time_ns()}@example.org>"
+    msg.set_content(body.format(order=77000 + number % 1000, name=name))
+    return msg.as_bytes()
+
+
+@dataclass
+class Servers:
+    """A Dovecot with the support mailbox, an SMTP sink, and supportd's config for both."""
+
+    root: Path
+    dovecot: Dovecot
+    sink: SmtpSink
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "supportd.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def write_config(self, **sections: dict[str, Any]) -> Path:
+        """supportd.yaml for these servers; each keyword adds to (or overrides keys of) a section."""
+        (self.root / "imap-password").write_text(SUPPORT_USER.password)
+        settings: dict[str, dict[str, Any]] = {
+            "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
+                     "contact_footer": "Example Shop · +49 30 1234567 · https://shop.example"},
+            "imap": {"host": "127.0.0.1", "port": self.dovecot.port, "tls": "none",
+                     "user": SUPPORT_USER.address, "password_file": "imap-password"},
+            "smtp": {"host": "127.0.0.1", "port": self.sink.port, "tls": "none", "timeout_seconds": 10},
+            "paths": {"state": "state", "rules": str(REPO / "rules"), "replies": str(REPO / "replies")},
+        }
+        for name, values in sections.items():
+            settings.setdefault(name, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
+        return self.config_path
+
+    def imap(self) -> Any:
+        """A logged-in IMAPClient for the support mailbox (log it out when done)."""
+        return self.dovecot.connect(SUPPORT_USER)
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    """Start Dovecot and the SMTP sink in a fresh short temp folder; stop and remove all afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="sdb-", dir="/tmp"))
+    root.chmod(0o755)  # Dovecot's mail user (nobody, when we are root) must reach the mail folder
+    dovecot = Dovecot(root / "dovecot", users=[SUPPORT_USER])
+    sink = SmtpSink()
+    try:
+        dovecot.start()
+        sink.start()
+        yield Servers(root=root, dovecot=dovecot, sink=sink)
+    finally:
+        sink.stop()
+        dovecot.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def append_many(client: Any, messages: Sequence[bytes], chunk: int = 250) -> None:
+    """Put ``messages`` in INBOX fast: MULTIAPPEND, ``chunk`` messages per command."""
+    for start in range(0, len(messages), chunk):
+        client.multiappend("INBOX", list(messages[start : start + chunk]))
+
+
+def wait_for_mail_to(sink: SmtpSink, address: str, after: int, timeout: float) -> ReceivedMail:
+    """The first mail to ``address`` among those the sink received after the first ``after``."""
+    deadline = time.monotonic() + timeout
+    count = after + 1
+    while True:
+        received = sink.wait_for(count, max(0.0, deadline - time.monotonic()))
+        for mail in received[after:]:
+            if address in mail.rcpt_tos:
+                return mail
+        count = len(received) + 1
+
+
+def supportd_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "supportd", *args]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for supportd subprocesses: this checkout first on the import path."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A supportd subprocess that ran to its end."""
+
+    returncode: int
+    seconds: float
+    max_rss_kb: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(command: list[str], log_dir: Path, timeout: float) -> Finished:
+    """Run ``command``; its wall time and its own peak RSS (from wait4, so no other child counts)."""
+    out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env())
+        status, usage = _wait4(process, timeout)
+        seconds = time.perf_counter() - started
+    returncode = os.waitstatus_to_exitcode(status)
+    process.returncode = returncode  # reaped by wait4: tell Popen, or it waits again
+    return Finished(returncode, seconds, usage.ru_maxrss, out_path.read_text(errors="replace"),
+                    err_path.read_text(errors="replace"))
+
+
+def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid == process.pid:
+            return status, usage
+        if time.monotonic() > deadline:
+            process.kill()
+            _pid, status, usage = os.wait4(process.pid, 0)
+            raise TimeoutError(f"{' '.join(command_name(process))} did not finish within {timeout} s")
+        time.sleep(0.002)
+
+
+def command_name(process: subprocess.Popen[bytes]) -> list[str]:
+    args = process.args
+    return [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank; the max for 1.0)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """p50, p90, p99, max and mean of ``seconds``, in milliseconds (one decimal)."""
+    def ms(value: float) -> float:
+        return round(value * 1000, 1)
+
+    return {"p50": ms(percentile(seconds, 0.5)), "p90": ms(percentile(seconds, 0.9)),
+            "p99": ms(percentile(seconds, 0.99)), "max": ms(max(seconds)),
+            "mean": ms(statistics.fmean(seconds))}
+
+
+def versions() -> dict[str, str]:
+    """What the figures were measured with."""
+    from importlib.metadata import version
+
+    found = {"python": sys.version.split()[0], "supportd": __version__}
+    for package in ("tinydb", "imapclient", "aiosmtplib", "mail-parser", "aiosmtpd"):
+        with contextlib.suppress(Exception):
+            found[package] = version(package)
+    with contextlib.suppress(Exception):
+        binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+        found["dovecot"] = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                                          timeout=5, check=False).stdout.split()[0]
+    found["cpus"] = str(os.cpu_count())
+    found["loadavg_1m"] = f"{os.getloadavg()[0]:.2f}"
+    return found
+
+
+def print_json(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=None, sort_keys=False))
