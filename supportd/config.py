@@ -432,7 +432,7 @@ def load_config(path: Path) -> Config:
     if problems:
         raise InvalidFiles(problems)
     reader = _Reader(path, problems)
-    top = Section(data, str(path), problems, "config")
+    top = Section(data, str(path), problems, "")
     shop = reader.shop(top.take_section("shop"))
     imap = reader.imap(top.take_section("imap"))
     smtp = reader.smtp(top.take_section("smtp"))

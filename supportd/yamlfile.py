@@ -70,12 +70,25 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 # YAML 1.2 booleans only: YAML 1.1 also reads yes/no/on/off as true/false, so a word list like
 # [yes, no] would silently become [True, False]. Owners write words; only true/false are booleans.
+# Dates stay text too: PyYAML turns 2026-12-24 into a date but crashes on 2026-13-40, where the
+# owner deserves "file:line: not a date"; the config reads dates itself. And no base-60 numbers:
+# YAML 1.1 reads an unquoted 17:00 as 1020, so "close: 17:00" would fail.
+_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int",
+                 "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
 )
 
 

@@ -23,11 +23,11 @@ def start_daemon(world: World) -> subprocess.Popen[bytes]:
     return process
 
 
-def wait_for_log(world: World, text: str, timeout: float = WAIT) -> None:
+def wait_for_log(world: World, text: str, timeout: float = WAIT, times: int = 1) -> None:
     deadline = time.monotonic() + timeout
     log = world.root / "daemon.log"
     while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
+        if log.read_text(errors="replace").count(text) >= times:
             return
         time.sleep(0.05)
     raise AssertionError(f"'{text}' not in the daemon's log:\n{log.read_text(errors='replace')}")
@@ -85,10 +85,19 @@ def test_sighup_reloads_rules_and_a_broken_file_keeps_the_last_good_rules(world:
         wait_for_log(world, "still using the last good ones")
         world.deliver(mail("My shoe size is wrong, what now?", sender="q@example.org", subject="Size again"))
         world.sink.wait_for(3, timeout=WAIT)  # the owner's alert, and the customer's reply
+        corrected = ("intent: sizing\npriority: 95\nreply: other\nrules:\n"
+                     "  - name: shoe-size\n    text: [shoe size, boot size]\n")
+        (rules / "15-sizing.yaml").write_text(corrected)  # no signal this time: the edit itself is noticed
+        wait_for_log(world, "reloaded", times=2)
+        world.deliver(mail("Which boot size fits me?", sender="r@example.org", subject="Boots",
+                           message_id="<boots@example.org>"))
+        world.sink.wait_for(4, timeout=WAIT)
     finally:
         stop(process)
     log = (world.root / "daemon.log").read_text()
     assert "intent=sizing" in log.split("still using the last good ones")[1]
+    [boots] = [line for line in log.splitlines() if "id=<boots@example.org>" in line]
+    assert "rule=shoe-size" in boots
     assert "15-sizing.yaml:3" in log
     owner_alerts = world.sent_to("owner@shop.example")
     assert len(owner_alerts) == 1 and "rule files" in str(owner_alerts[0]["Subject"])
@@ -105,3 +114,56 @@ def test_backoff_grows_with_jitter_up_to_a_cap() -> None:
     assert max(delays) <= MAX_BACKOFF * 1.3
     backoff.reset()
     assert backoff.next_delay() <= 1.3
+
+
+def test_systemd_hears_ready_watchdog_reloading_and_stopping(world: World) -> None:
+    """Under systemd the daemon says READY, feeds the watchdog, and reports reloads and its stop."""
+    import socket
+
+    address = str(world.root / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(0.2)
+    world.write_config()
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000", "PYTHONUNBUFFERED": "1"}
+    env.pop("WATCHDOG_PID", None)
+    log = (world.root / "daemon.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "supportd", "run", "--config", str(world.config_path)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    heard: list[str] = []
+
+    def listen(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                heard.append(listener.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    try:
+        listen(4)
+        process.send_signal(signal.SIGHUP)
+        listen(2)
+    finally:
+        stop(process)
+        listen(0.5)
+        listener.close()
+    assert "READY=1" in heard
+    assert heard.count("WATCHDOG=1") >= 4  # every half of WATCHDOG_USEC
+    assert any(m.startswith("RELOADING=1") for m in heard)
+    assert "STOPPING=1" in heard
+
+
+def test_log_has_one_line_per_message_and_no_bodies_or_secrets(world: World) -> None:
+    """The journal gets one line per message with its Message-ID, intent and rule; never its text or a password."""
+    world.write_config()
+    world.deliver(mail("My vase arrived broken, the secret word is PERIWINKLE.", message_id="<vase@example.org>",
+                       subject="Broken vase"))
+    result = subprocess.run([sys.executable, "-m", "supportd", "once", "--config", str(world.config_path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    lines = [line for line in result.stderr.splitlines() if "id=<vase@example.org>" in line]
+    assert len(lines) == 1
+    assert "intent=defect" in lines[0] and "rule=broken-or-damaged" in lines[0] and "did=acknowledged" in lines[0]
+    assert "PERIWINKLE" not in result.stderr
+    assert world.user.password not in result.stderr

@@ -1,0 +1,96 @@
+"""The command line as a newcomer meets it: check, try (its JSON contract), and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from supportd.localmail import dovecot_available
+
+from conftest import CORPUS, corpus_path, mail
+
+CONTRACT_KEYS = {"primary_intent", "intents", "explicit_request", "auto_reply", "skip_reason", "rule", "reply",
+                 "held_action"}
+INTENTS = {"delivery_status", "defect", "unsubscribe", "cancellation", "other"}
+
+
+def supportd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "supportd", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_check_passes_on_the_defaults() -> None:
+    """`supportd check` with no config checks the default rules and replies, and finds them sound."""
+    result = supportd("check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok:")
+
+
+def test_try_json_answers_the_contract(tmp_path: Path) -> None:
+    """One JSON object per message, one per line, with the keys the contract promises."""
+    cancel = tmp_path / "cancel.eml"
+    cancel.write_bytes(mail("Please cancel my order 77120.", sender="Bob <bob@example.org>", subject="Cancel",
+                            headers={"Reply-To": "attacker@evil.example"}))
+    robot = tmp_path / "robot.eml"
+    robot.write_bytes(mail("I am away", subject="Out of office", headers={"Auto-Submitted": "auto-replied"}))
+    result = supportd("try", "--json", "--address", "support@shop.example", str(cancel), str(robot))
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(first) >= CONTRACT_KEYS
+    assert first["primary_intent"] == "cancellation" and first["intents"][0] == "cancellation"
+    assert first["explicit_request"] == "cancellation"
+    assert first["held_action"] == {"action": "cancel_order", "confirm_to": "bob@example.org"}
+    assert first["reply"]["to"] == "bob@example.org"
+    assert first["auto_reply"] is True and first["skip_reason"] is None
+    assert first["rule"] == "cancel-order" and "cancel my order" in first["why"]
+    assert second["auto_reply"] is False and second["reply"] is None
+    assert second["skip_reason"].startswith("guard:auto-submitted")
+
+
+def test_try_answers_every_corpus_file_without_a_crash() -> None:
+    """Every message under ../shared/corpus gets an answer from `try --json`, none an error, none a reply to a robot."""
+    corpus = corpus_path()
+    files = sorted(str(p) for p in corpus.rglob("*") if p.is_file() and "intents" not in p.parts
+                   and p.suffix not in (".md", ".csv") and not p.name.startswith(("LICENSE", "COPYING", "README",
+                                                                                  "MIT-LICENSE")))
+    result = supportd("try", "--json", "--address", "support@shop.example", *files, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(answers) == len(files)
+    for answer in answers:
+        assert set(answer) >= CONTRACT_KEYS, answer["file"]
+        assert "error" not in answer, answer
+        assert answer["primary_intent"] in INTENTS
+    labels = dict(line.split(",")[:2] for line in (CORPUS / "labels.csv").read_text().splitlines()[1:])
+    robots = [a for a in answers if labels.get(str(Path(a["file"]).relative_to(corpus))) in
+              ("bounce", "auto-reply", "list", "feedback-report")]
+    assert robots and not any(a["auto_reply"] for a in robots)
+
+
+def test_try_reports_an_unreadable_message_and_goes_on(tmp_path: Path) -> None:
+    """A file that cannot be read still gets an object with an 'error' key; the exit code says so."""
+    good = tmp_path / "good.eml"
+    good.write_bytes(mail())
+    result = supportd("try", "--json", str(tmp_path / "missing.eml"), str(good))
+    assert result.returncode == 1
+    missing, found = (json.loads(line) for line in result.stdout.splitlines())
+    assert "error" in missing and missing["auto_reply"] is False
+    assert "error" not in found and found["primary_intent"] == "delivery_status"
+
+
+def test_demo_shows_decisions_and_the_replies_customers_received() -> None:
+    """`supportd demo` runs the real daemon on local servers and shows each message and its reply."""
+    if not dovecot_available():
+        import pytest
+
+        pytest.skip("Dovecot is not installed (the README's commands install it)")
+    result = supportd("demo", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert out.count("-> to ") >= 5  # replies to customers (and the owner)
+    assert "Tracking number (DHL): 00340434161234567890" in out
+    assert "held cancel_order" in out
+    assert "no reply: guard:auto-submitted" in out and "no reply: guard:list-header" in out
+    assert "shop hook ran for: ['supportd-c" in out
