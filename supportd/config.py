@@ -91,7 +91,7 @@ class ImapConfig:
 @dataclass(frozen=True)
 class SmtpConfig:
     server: ServerConfig
-    connections: int = 4
+    connections: int = 8
     retry_first_seconds: float = 60.0
     retry_hours: float = 48.0
     stuck_alert_hours: float = 2.0
@@ -302,7 +302,7 @@ class _Reader:
 
     def smtp(self, section: Section) -> SmtpConfig:
         server = self.server(section, {"none": 25, "starttls": 587, "implicit": 465})
-        connections = section.take("connections", int, 4)
+        connections = section.take("connections", int, 8)
         if not 1 <= connections <= 32:
             section.error(section.line_of("connections"), "smtp.connections must be 1-32")
         result = SmtpConfig(

@@ -6,7 +6,11 @@ Why it is built this way (measured on TinyDB 4.9):
   ``AtomicStorage`` keeps the data in memory and writes a whole new file on ``commit()``: temp file,
   fsync, rename, fsync of the folder. A kill at any moment leaves either the old or the new state.
   The previous generation is kept as ``state.json.prev`` so a damaged file can be recovered by hand.
-* Every TinyDB write costs O(size of the database). The hot ledger holds only what is in flight
+* Every commit serialises the whole hot state; orjson does that 16 times faster than the standard
+  library (0.43 ms against 6.85 ms for 2,000 open tickets, measured), which is why it is used.
+* A TinyDB write rebuilds its whole table (O(table size)). Writes by key therefore go straight to
+  the storage's dictionary through an in-memory index (O(1)); TinyDB keeps the file format and
+  the queries. The hot ledger holds only what is in flight
   (messages being handled, the outbox, pending confirmations, open tickets, today's counters), so
   the cost of one message does not grow with months of history. Finished records go to
   ``history/YYYY-MM.jsonl``, appended with one fdatasync per batch.
@@ -20,13 +24,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
@@ -38,7 +42,10 @@ from supportd.errors import StateError
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
 FINGERPRINT_DAYS = 62
-TABLES = ("messages", "outbox", "pending", "tickets", "senders", "escalations")
+# Each table's key, indexed in memory: TinyDB itself finds a document by reading them all.
+KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "number", "senders": "address",
+              "escalations": "key"}
+TABLES = tuple(KEY_FIELDS)
 
 Doc = dict[str, Any]
 
@@ -90,8 +97,7 @@ class AtomicStorage(Storage):
         if not self.dirty:
             return False
         if self.path is not None:
-            encoded = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
-            atomic_write(self.path, encoded, keep_previous=True)
+            atomic_write(self.path, orjson.dumps(self.data), keep_previous=True)
         self.dirty = False
         return True
 
@@ -101,9 +107,8 @@ def read_state_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        text = path.read_bytes().decode("utf-8")
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
         raise StateError(
             f"the state file {path} is damaged or unreadable ({exc}). supportd has not changed it. "
             f"Run 'supportd recover' to keep it aside, restore the previous good copy "
@@ -141,8 +146,7 @@ class History:
         for record in self.buffered:
             by_month.setdefault(record["at"][:7], []).append(record)
         for month, records in by_month.items():
-            lines = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
-            self._append(self.folder / f"{month}.jsonl", lines.encode())
+            self._append(self.folder / f"{month}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in records))
         self.buffered.clear()
 
     @staticmethod
@@ -186,8 +190,8 @@ def _read_lines(path: Path) -> Iterator[Doc]:
     with path.open("rb") as handle:
         for line in handle:
             try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
                 continue  # a line cut short by a kill; the full record was written again later
             if isinstance(record, dict):
                 yield record
@@ -235,6 +239,11 @@ class Ledger:
         self.storage = AtomicStorage(self.path, data)
         self.db = TinyDB(storage=lambda: self.storage)
         self.tables: dict[str, Table] = {name: self.db.table(name, cache_size=0) for name in TABLES}
+        self.doc_ids: dict[str, dict[Any, int]] = {
+            name: {doc[field]: int(doc_id) for doc_id, doc in data.get(name, {}).items() if field in doc}
+            for name, field in KEY_FIELDS.items()
+        }
+        self.next_doc_id = {name: max(ids.values(), default=0) + 1 for name, ids in self.doc_ids.items()}
         meta = self.storage.data["meta"]
         if "1" not in meta:
             meta["1"] = {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())}
@@ -321,7 +330,12 @@ class Ledger:
         return self.tables[name]
 
     def get(self, table: str, **match: Any) -> Doc | None:
-        found = self.tables[table].get(_where(match))
+        key_field = KEY_FIELDS[table]
+        if set(match) == {key_field}:  # by key: through the index, without reading the table
+            doc_id = self.doc_ids[table].get(match[key_field])
+            found = self.tables[table].get(doc_id=doc_id) if doc_id is not None else None
+        else:
+            found = self.tables[table].get(_where(match))
         return dict(found) if isinstance(found, dict) else None
 
     def find(self, table: str, **match: Any) -> list[Doc]:
@@ -330,15 +344,41 @@ class Ledger:
 
     def put(self, table: str, key_field: str, doc: Doc) -> None:
         """Insert or replace the document whose ``key_field`` equals ``doc[key_field]``."""
-        self.tables[table].upsert(doc, Query()[key_field] == doc[key_field])
+        self._check_key(table, key_field)
+        key = doc[key_field]
+        doc_id = self.doc_ids[table].get(key)
+        if doc_id is None:
+            doc_id = self.next_doc_id[table]
+            self.next_doc_id[table] += 1
+            self.doc_ids[table][key] = doc_id
+        self._rows(table)[str(doc_id)] = dict(doc)
+        self.storage.dirty = True
 
     def patch(self, table: str, key_field: str, key: Any, **changes: Any) -> None:
-        self.tables[table].update(changes, Query()[key_field] == key)
+        self._check_key(table, key_field)
+        doc_id = self.doc_ids[table].get(key)
+        if doc_id is not None:
+            self._rows(table)[str(doc_id)].update(changes)
+            self.storage.dirty = True
 
     def remove(self, table: str, key_field: str, keys: Iterable[Any]) -> None:
-        wanted = set(keys)
-        if wanted:
-            self.tables[table].remove(Query()[key_field].one_of(list(wanted)))
+        self._check_key(table, key_field)
+        rows = self._rows(table)
+        for key in set(keys):
+            doc_id = self.doc_ids[table].pop(key, None)
+            if doc_id is not None:
+                del rows[str(doc_id)]
+                self.storage.dirty = True
+
+    def _rows(self, table: str) -> dict[str, Doc]:
+        """The table as stored ({doc id: document}), which TinyDB's queries read too."""
+        rows: dict[str, Doc] = self.storage.data.setdefault(table, {})
+        return rows
+
+    @staticmethod
+    def _check_key(table: str, key_field: str) -> None:
+        if KEY_FIELDS[table] != key_field:
+            raise ValueError(f"the {table} table is keyed by {KEY_FIELDS[table]}, not {key_field}")
 
     def meta(self, key: str, default: Any = None) -> Any:
         return self.storage.data["meta"]["1"].get(key, default)

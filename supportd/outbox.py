@@ -92,7 +92,7 @@ def compose(
         rendered=rendered, message_id=message_id, in_reply_to=in_reply_to, references=references,
         auto_submitted=auto_submitted, extra_headers=headers, date=ctx.now().timestamp(),
     )
-    return Outgoing(kind=kind, message_id=message_id, to=to, subject=str(msg["Subject"]),
+    return Outgoing(kind=kind, message_id=message_id, to=to, subject=" ".join(subject.split()),
                     text=rendered.text, raw=msg.as_bytes(), for_key=for_key, ticket=ticket)
 
 

@@ -93,6 +93,8 @@ class Pipeline:
                     finished = False
                     break
                 self._handle_batch(batch, report)
+                self._send_due(report)  # each batch goes all the way, so the hot state stays one batch big
+                self._finish()
             if finished and self.recovering:
                 self.ledger.set_meta("recovering", False)
                 log.info("recovery finished: every message in the folder has been checked")

@@ -41,7 +41,7 @@ smtp:
   tls: starttls            # starttls (587) | implicit (465) | none (25, only on localhost)
   user: support@shop.example
   password_credential: smtp-password
-  connections: 4           # parallel connections for bursts
+  connections: 8           # parallel connections for bursts
   retry_hours: 48          # keep retrying a reply the server refuses for now, this long
   stuck_alert_hours: 2     # tell the owner when replies wait longer than this
 
