@@ -5,16 +5,17 @@ The state is built as months of real operation would leave it (the shapes suppor
 
 * ``history/YYYY-MM.jsonl``: per message a ``message`` record and a ``reply`` record (the ack);
   an ``escalation`` and an owner ``reply`` for upset customers; ``pending`` outcomes for
-  cancellations; a ``ticket`` record when a ticket closed more than 60 days ago leaves the hot
-  ledger (``tickets.archive_old``); a weekly ``digest`` record;
-* the hot ledger ``state.json``: what the real system keeps there: tickets closed in the last 60
-  days and every open one, today's and yesterday's per-sender counters, escalations of the last
-  30 days, recent confirmations, and the meta record (ticket counter, cursor, digest week).
+  cancellations; a ``ticket`` record when a ticket closes and leaves the hot ledger
+  (``tickets.save``); a weekly ``digest`` record;
+* the hot ledger ``state.json``: what the real system keeps there: the open tickets, today's and
+  yesterday's per-sender counters, escalations of the last 30 days, recent confirmations, and the
+  meta record (ticket counter, cursor, digest week).
 
 The shop receives ``--per-day`` messages a day (default 30), so 1,000 messages are ~33 days of
-history and 50,000 are ~4.6 years: the history is what grows; the hot ledger grows only until it
-holds 60 days of tickets. ``--same-span DAYS`` instead puts both sizes in the same span (a shop
-50 times busier), which shows what a larger hot ledger costs.
+history and 50,000 are ~4.6 years: the history is what grows; the hot ledger holds what is open
+(tickets still open 90 days after they fell due are set aside as stale). ``--same-span DAYS``
+instead puts both sizes in the same span (a shop 50 times busier), which shows what a larger hot
+ledger costs.
 
 Measured for each size, against a real Dovecot and SMTP server:
 
@@ -58,8 +59,8 @@ from supportd.clock import SystemClock, iso
 from supportd.config import load_config
 from supportd.daemon import Daemon
 from supportd.ledger import Ledger
+from supportd.tickets import STALE_DAYS
 
-KEEP_CLOSED_DAYS = 60  # supportd.tickets.KEEP_CLOSED_DAYS
 ESCALATION_DAYS = 30  # supportd.scheduler.ESCALATION_RECORD_DAYS
 FIRST_TICKET = 1001
 INTENTS = (("delivery_status", "where-is-my-order", 0.50), ("defect", "broken-or-damaged", 0.30),
@@ -94,7 +95,7 @@ def build_state(state_dir: Path, messages: int, span_days: float, now: dt.dateti
     for number in range(messages):
         at = start + step * number + dt.timedelta(seconds=rng.uniform(0, step.total_seconds() * 0.5))
         _one_message(shop, rng, number, at, old_uidvalidity, now)
-    _archive_and_count(shop, now)
+    _closed_to_history(shop, now)
     _weekly_digests(shop, start, now)
     hot = _hot_tables(shop, now, start, uidvalidity)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -226,15 +227,19 @@ def _escalation(shop: Shop, rng: random.Random, cause: str, subject: str, key: s
     _reply_record(shop, rng, "owner", key, ticket, at, done)
 
 
-def _archive_and_count(shop: Shop, now: dt.datetime) -> None:
-    """``tickets.archive_old`` ran hourly: tickets closed over 60 days ago are history."""
+def _closed_to_history(shop: Shop, now: dt.datetime) -> None:
+    """``tickets.save``: a ticket leaves the hot ledger for the history when it closes, and
+    ``tickets.set_aside_stale`` closes one still open 90 days after it fell due."""
     for number, ticket in list(shop.tickets.items()):
+        due = dt.datetime.fromisoformat(ticket["due"]) if ticket.get("due") else None
+        if ticket["state"] == "open" and due and due + dt.timedelta(days=STALE_DAYS) < now:
+            ticket.update(state="closed", outcome="stale", due=None,
+                          closed_at=iso(due + dt.timedelta(days=STALE_DAYS, minutes=30)))
         if ticket["state"] != "closed":
             continue
-        archived = dt.datetime.fromisoformat(ticket["closed_at"]) + dt.timedelta(days=KEEP_CLOSED_DAYS, minutes=30)
-        if archived < now:
-            shop.records.append({"type": "ticket", "id": str(number), "at": iso(archived), **ticket})
-            del shop.tickets[number]
+        record_id = f"{number}/{ticket.get('reopened', 0)}"
+        shop.records.append({"type": "ticket", "id": record_id, "at": ticket["closed_at"], **ticket})
+        del shop.tickets[number]
 
 
 def _weekly_digests(shop: Shop, start: dt.datetime, now: dt.datetime) -> None:

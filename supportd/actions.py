@@ -281,7 +281,7 @@ def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationRep
         return
     plan.pending_id = held["id"]
     plan.ticket_number = held["ticket"]
-    ticket = ctx.ledger.get("tickets", number=held["ticket"])
+    ticket = tickets.lookup(ctx, held["ticket"])
     if sender.key != held["address"]:
         plan.confirmation = "wrong-sender"
         plan.skip_reason = "confirmation: from another address than the request (refused)"
@@ -375,7 +375,7 @@ def _plan_bad_token(ctx: Context, plan: Plan, held: Doc | None, why: str) -> Non
         return
     due = hours.due_time(ctx.now(), ctx.config.hours)
     values = _base_values(ctx, plan, held["ticket"] if held else None, due)
-    ticket = ctx.ledger.get("tickets", number=held["ticket"]) if held else None
+    ticket = tickets.lookup(ctx, held["ticket"]) if held else None
     if held is not None:
         values["action"] = pending.describe(held["action"], held["params"])
     topic = ticket["subject"] if ticket else plan.msg.topic
@@ -449,7 +449,7 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
             ctx.ledger.record("pending", plan.pending_id, outcome=state, ticket=plan.ticket_number)
     for cause, subject_key in plan.escalations:
         owner.mark_escalated(ctx, cause, subject_key)
-        ticket = ctx.ledger.get("tickets", number=plan.ticket_number) if plan.ticket_number else None
+        ticket = tickets.lookup(ctx, plan.ticket_number) if plan.ticket_number else None
         if ticket is not None:
             tickets.mark_escalated(ctx, ticket, cause)
     if plan.reward_code:

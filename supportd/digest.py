@@ -27,6 +27,7 @@ import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
 
+from supportd import tickets
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.ledger import Doc
@@ -34,7 +35,7 @@ from supportd.msgids import make_message_id
 from supportd.outbox import Outgoing, queue
 from supportd.owner import CAUSES, human_duration, human_moment
 from supportd.replies import Rendered, build_email
-from supportd.tickets import open_tickets
+from supportd.tickets import STALE_DAYS, open_tickets
 
 STOPWORDS = frozenset("""
     a an and are as at be but by can could do for from have hello hi how i if in is it its me my no not of
@@ -116,6 +117,7 @@ class DigestFacts:
     tentative: list[Tentative] = field(default_factory=list)
     open_tickets: list[Doc] = field(default_factory=list)
     resolved: int = 0
+    set_aside: list[Doc] = field(default_factory=list)
     escalations: Counter[str] = field(default_factory=Counter)  # cause -> alerts
     quarantined: list[tuple[dt.datetime, str]] = field(default_factory=list)
     unmatched: int = 0
@@ -253,7 +255,7 @@ def _add_tentative(ctx: Context, facts: DigestFacts, record: Doc) -> None:
     if any(t.customer == customer for t in facts.tentative):
         return
     number = record.get("ticket")
-    ticket = ctx.ledger.get("tickets", number=number) if number else None
+    ticket = tickets.lookup(ctx, number) if number else None
     facts.tentative.append(Tentative(customer=customer, intents=list(record["tentative"]), ticket=number,
                                      subject=str(ticket.get("subject", "")) if ticket else ""))
 
@@ -284,6 +286,8 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
         facts.escalations[str(record.get("cause", "?"))] += 1
     elif kind == "ticket" and record.get("outcome") == "resolved":
         facts.resolved += 1
+    elif kind == "ticket" and record.get("outcome") == "stale":
+        facts.set_aside.append(record)
 
 
 def held_back_reason(skip_reason: str) -> str:
@@ -332,6 +336,10 @@ def headline(facts: DigestFacts) -> list[str]:
     overdue = facts.overdue
     lines.append(f"{_n(len(facts.open_tickets), 'ticket')} open, {len(overdue)} of them overdue; "
                  f"{facts.resolved} resolved this week.")
+    if facts.set_aside:
+        numbers = ", ".join(f"#{t['number']}" for t in facts.set_aside[:10])
+        lines.append(f"{_n(len(facts.set_aside), 'ticket')} overdue for over {STALE_DAYS} days set aside as stale "
+                     f"({numbers}); a reply from the customer opens it again.")
     if facts.asked or facts.confirmed or facts.refused or facts.expired:
         lines.append(f"Confirmations: {facts.asked} asked, {facts.confirmed} confirmed, {facts.refused} refused, "
                      f"{facts.expired} expired; {_changes(facts)}.")

@@ -42,6 +42,7 @@ from supportd.errors import StateError
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
 FINGERPRINT_DAYS = 62
+CLOSED_TICKET_DAYS = 90
 # Each table's key, indexed in memory: TinyDB itself finds a document by reading them all.
 KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "number", "senders": "address",
               "escalations": "key"}
@@ -177,6 +178,14 @@ class History:
                     seen.add(key)
                     yield record
 
+    def scan(self, since: dt.datetime) -> Iterator[Doc]:
+        """Every record since ``since``, in the order written (repeats included), then the unflushed ones."""
+        low = iso(since)
+        for record in self._all(low[:7], "9999"):
+            if record.get("at", "") >= low:
+                yield record
+        yield from self.buffered
+
     def _all(self, first_month: str, last_month: str) -> Iterator[Doc]:
         if self.folder is None:
             yield from self.memory
@@ -213,6 +222,7 @@ class Ledger:
         self._lock_depth = 0
         self._file_id: tuple[int, int, int] | None = None
         self._fingerprints: set[str] | None = None
+        self._closed_tickets: dict[int, Doc] | None = None
         self._load(read_state_file(self.path) if self.path else {})
 
     @classmethod
@@ -400,13 +410,27 @@ class Ledger:
         self.history.add({"type": record_type, "id": record_id, "at": iso(self.clock.now()), **fields})
         if record_type == "message" and self._fingerprints is not None and fields.get("fingerprint"):
             self._fingerprints.add(fields["fingerprint"])
+        if record_type == "ticket" and self._closed_tickets is not None and "number" in fields:
+            self._closed_tickets[int(fields["number"])] = dict(fields)
+
+    def closed_tickets(self) -> dict[int, Doc]:
+        """Tickets closed in the last 90 days, by number (read from the history once, then kept current).
+
+        Closed tickets live in the history, not in the hot state, so a commit does not grow with
+        every ticket ever closed; this index is how a customer's reply still finds and reopens one.
+        """
+        if self._closed_tickets is None:
+            since = self.clock.now() - dt.timedelta(days=CLOSED_TICKET_DAYS)
+            self._closed_tickets = {int(r["number"]): r for r in self.history.scan(since)
+                                    if r.get("type") == "ticket" and "number" in r}
+        return self._closed_tickets
 
     def recent_fingerprints(self) -> set[str]:
         """Fingerprints of messages finished in the last two months (read once, then kept up to date)."""
         if self._fingerprints is None:
             since = self.clock.now() - dt.timedelta(days=FINGERPRINT_DAYS)
             self._fingerprints = {
-                r["fingerprint"] for r in self.history.read(since)
+                r["fingerprint"] for r in self.history.scan(since)
                 if r.get("type") == "message" and r.get("fingerprint")
             }
         return self._fingerprints

@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from supportd import faults
+from supportd import faults, tickets
 from supportd.clock import iso, parse_iso
 from supportd.config import HookConfig
 from supportd.context import Context
@@ -236,7 +236,7 @@ def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
     from supportd.outbox import compose
     from supportd.replies import first_name, reply_subject
 
-    ticket = ctx.ledger.get("tickets", number=held["ticket"]) or {"subject": "", "thread": [], "name": ""}
+    ticket = tickets.lookup(ctx, held["ticket"]) or {"subject": "", "thread": [], "name": ""}
     thread = ticket.get("thread") or []
     due = hours.due_time(ctx.now(), ctx.config.hours)
     values = {
@@ -256,11 +256,10 @@ def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
 
 
 def _finish_action(ctx: Context, held: Doc, *, by_hand: bool, detail: str) -> None:
-    from supportd import tickets
     from supportd.outbox import compose, queue
 
     if by_hand:
-        ticket = ctx.ledger.get("tickets", number=held["ticket"]) or {}
+        ticket = tickets.lookup(ctx, held["ticket"]) or {}
         queue(ctx, compose(
             ctx, kind="owner", template="owner_action",
             values={"action": describe(held["action"], held["params"]),
@@ -279,8 +278,8 @@ def _finish_action(ctx: Context, held: Doc, *, by_hand: bool, detail: str) -> No
         _keep_ticket_open(ctx, held["ticket"])
     else:
         queue(ctx, _customer_mail(ctx, held, kind="done", template="action_done"))
-        if held.get("closes_ticket", True) and ctx.ledger.get("tickets", number=held["ticket"]):
-            tickets.close(ctx, held["ticket"])
+        if held.get("closes_ticket", True) and tickets.lookup(ctx, held["ticket"]):
+            tickets.close(ctx, held["ticket"], "done")
     ctx.ledger.patch("pending", "id", held["id"], state=DONE, result=detail[:300], done_at=iso(ctx.now()))
     ctx.ledger.record("pending", held["id"], action=held["action"], outcome=DONE, by_hand=by_hand,
                       ticket=held["ticket"])
@@ -291,13 +290,13 @@ def _keep_ticket_open(ctx: Context, number: int) -> None:
     """The customer was told a person will do it by the ETA: the ticket is due then, and chased after."""
     from supportd import hours
 
-    ticket = ctx.ledger.get("tickets", number=number)
+    ticket = tickets.lookup(ctx, number)
     if ticket is None:
         return
     due = hours.due_time(ctx.now(), ctx.config.hours)
     if ticket["state"] == "open" and ticket.get("due"):
         return
-    ctx.ledger.patch("tickets", "number", number, state="open", due=iso(due), closed_at=None)
+    tickets.update(ctx, ticket, state="open", due=iso(due), closed_at=None, outcome=None)
 
 
 def _give_up_action(ctx: Context, held: Doc, detail: str) -> None:
@@ -306,7 +305,7 @@ def _give_up_action(ctx: Context, held: Doc, detail: str) -> None:
 
     ctx.ledger.patch("pending", "id", held["id"], state=FAILED, result=detail[:300])
     ctx.ledger.record("pending", held["id"], action=held["action"], outcome=FAILED, ticket=held["ticket"])
-    ticket = ctx.ledger.get("tickets", number=held["ticket"])
+    ticket = tickets.lookup(ctx, held["ticket"])
     mail = owner.escalation(
         ctx, cause="action-failed", subject_key=held["id"], ticket=ticket, customer=held["address"],
         details=f"The customer confirmed '{describe(held['action'], held['params'])}', but the hook failed "

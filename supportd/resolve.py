@@ -20,15 +20,13 @@ class Resolution:
 
 def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: bool = True) -> Resolution:
     """Close ticket ``number``; queue the personal 'sorted' mail unless told not to."""
-    ticket = ctx.ledger.get("tickets", number=number)
+    ticket = tickets.lookup(ctx, number)
     if ticket is None:
         return Resolution(False, f"there is no ticket {number} (the open ones: supportd tickets)")
     if ticket["state"] != tickets.OPEN:
         return Resolution(False, f"ticket {number} is already closed; nothing was sent")
-    tickets.close(ctx, number)
+    tickets.close(ctx, number, "resolved", told=tell_customer)
     reopened = int(ticket.get("reopened", 0))
-    ctx.ledger.record("ticket", f"{number}/{reopened}", outcome="resolved", opened=ticket["opened"],
-                      intent=ticket["intent"], customer=ticket["customer"], told=tell_customer)
     if not tell_customer:
         return Resolution(True, f"closed ticket {number} without writing to {ticket['customer']}")
     thread = ticket.get("thread") or []

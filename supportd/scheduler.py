@@ -81,7 +81,8 @@ class Jobs:
 
     def hourly(self) -> None:
         self._guarded("hourly", [
-            ("archiving tickets", lambda: tickets.archive_old(self.ctx)),
+            ("archiving tickets", lambda: tickets.archive_closed(self.ctx)),
+            ("setting aside stale tickets", lambda: tickets.set_aside_stale(self.ctx)),
             ("pruning counters", self.prune_counters),
         ])
 

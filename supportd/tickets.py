@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from supportd.clock import iso, parse_iso
+from supportd.clock import iso
 from supportd.context import Context
 from supportd.ledger import Doc
 from supportd.message import Inbound
@@ -22,7 +22,7 @@ from supportd.msgids import read_message_id
 FIRST_TICKET = 1001
 TAG = re.compile(r"\[#(\d{3,9})\]")
 OPEN, CLOSED = "open", "closed"
-KEEP_CLOSED_DAYS = 60
+STALE_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,26 @@ class Thread:
     our_ref: str | None = None
 
 
+def lookup(ctx: Context, number: int) -> Doc | None:
+    """An open ticket (hot ledger) or one closed in the last 90 days (the history's index)."""
+    return ctx.ledger.get("tickets", number=number) or ctx.ledger.closed_tickets().get(number)
+
+
+def save(ctx: Context, ticket: Doc) -> None:
+    """Open tickets live in the hot ledger; a closed one moves to the history (and its index)."""
+    if ticket["state"] == OPEN:
+        ctx.ledger.put("tickets", "number", ticket)
+    else:
+        ctx.ledger.remove("tickets", "number", [ticket["number"]])
+        ctx.ledger.record("ticket", f"{ticket['number']}/{ticket.get('reopened', 0)}", **ticket)
+
+
+def update(ctx: Context, ticket: Doc, **changes: Any) -> Doc:
+    merged = {**ticket, **changes}
+    save(ctx, merged)
+    return merged
+
+
 def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
     for message_id in msg.thread_ids:
         ours = read_message_id(ctx.secret, message_id)
@@ -45,7 +65,7 @@ def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
         if ticket is not None:
             return Thread(ticket, "reference", kind, ref)
     for tag in TAG.finditer(msg.subject) if msg.sender is not None else ():
-        ticket = ctx.ledger.get("tickets", number=int(tag.group(1)))
+        ticket = lookup(ctx, int(tag.group(1)))
         if ticket is not None and msg.sender is not None and ticket["customer"] == msg.sender.key:
             return Thread(ticket, "subject-tag")
     return None
@@ -54,9 +74,9 @@ def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
 def _ticket_for_ref(ctx: Context, kind: str, ref: str) -> Doc | None:
     if kind in ("confirm", "clarify"):  # their ref is a pending action's id (supportd.pending.CONFIRM_KINDS)
         pending = ctx.ledger.get("pending", id=ref)
-        return ctx.ledger.get("tickets", number=pending["ticket"]) if pending else None
+        return lookup(ctx, pending["ticket"]) if pending else None
     if ref.isdigit():
-        return ctx.ledger.get("tickets", number=int(ref))
+        return lookup(ctx, int(ref))
     return None
 
 
@@ -88,7 +108,9 @@ def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_u
         "escalated": [],
         "reopened": 0,
     }
-    ctx.ledger.put("tickets", "number", doc)
+    if not follow_up:
+        doc["outcome"] = "answered"
+    save(ctx, doc)
     return doc
 
 
@@ -100,13 +122,17 @@ def join(ctx: Context, ticket: Doc, msg: Inbound, due: dt.datetime) -> Doc:
         "thread": (ticket.get("thread", []) + ([msg.message_id] if msg.message_id else []))[-20:],
     }
     if ticket["state"] != OPEN:
-        changes.update(state=OPEN, due=iso(due), closed_at=None, reopened=int(ticket.get("reopened", 0)) + 1)
-    ctx.ledger.patch("tickets", "number", ticket["number"], **changes)
-    return {**ticket, **changes}
+        changes.update(state=OPEN, due=iso(due), closed_at=None, reopened=int(ticket.get("reopened", 0)) + 1,
+                       outcome=None)
+    return update(ctx, ticket, **changes)
 
 
-def close(ctx: Context, number: int) -> None:
-    ctx.ledger.patch("tickets", "number", number, state=CLOSED, closed_at=iso(ctx.now()), due=None)
+def close(ctx: Context, number: int, outcome: str = "resolved", **details: Any) -> Doc | None:
+    """Close a ticket (it moves to the history); ``outcome`` says how: resolved, done, answered."""
+    ticket = lookup(ctx, number)
+    if ticket is None:
+        return None
+    return update(ctx, ticket, state=CLOSED, closed_at=iso(ctx.now()), due=None, outcome=outcome, **details)
 
 
 def mark_escalated(ctx: Context, ticket: Doc, cause: str) -> bool:
@@ -115,7 +141,7 @@ def mark_escalated(ctx: Context, ticket: Doc, cause: str) -> bool:
     if cause in causes:
         return False
     causes.append(cause)
-    ctx.ledger.patch("tickets", "number", ticket["number"], escalated=causes)
+    update(ctx, ticket, escalated=causes)
     ticket["escalated"] = causes
     return True
 
@@ -132,12 +158,23 @@ def overdue(ctx: Context) -> list[Doc]:
     return [t for t in ctx.ledger.find("tickets", state=OPEN) if t.get("due") and t["due"] < now]
 
 
-def archive_old(ctx: Context) -> int:
-    """Move tickets closed long ago out of the hot ledger into the history."""
-    cutoff = ctx.now() - dt.timedelta(days=KEEP_CLOSED_DAYS)
-    old = [t for t in ctx.ledger.find("tickets", state=CLOSED)
-           if t.get("closed_at") and parse_iso(t["closed_at"]) < cutoff]
-    for ticket in old:
-        ctx.ledger.record("ticket", str(ticket["number"]), **ticket)
-    ctx.ledger.remove("tickets", "number", [t["number"] for t in old])
-    return len(old)
+def archive_closed(ctx: Context) -> int:
+    """Move closed tickets that a state file from an older supportd still keeps hot into the history."""
+    closed = ctx.ledger.find("tickets", state=CLOSED)
+    for ticket in closed:
+        save(ctx, ticket)
+    return len(closed)
+
+
+def set_aside_stale(ctx: Context) -> list[Doc]:
+    """Tickets overdue for more than STALE_DAYS, already chased, leave the open list as 'stale'.
+
+    They were escalated when they fell due and shown as overdue in every weekly digest since;
+    kept open for ever, they would only bury the live ones (and slow every commit). The digest
+    names them once more; a reply from the customer opens the ticket again.
+    """
+    cutoff = iso(ctx.now() - dt.timedelta(days=STALE_DAYS))
+    stale = [t for t in ctx.ledger.find("tickets", state=OPEN) if t.get("due") and t["due"] < cutoff]
+    for ticket in stale:
+        close(ctx, ticket["number"], "stale")
+    return stale

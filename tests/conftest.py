@@ -136,6 +136,15 @@ class World:
         finally:
             client.logout()
 
+    def tickets(self) -> dict[int, dict[str, Any]]:
+        """Every ticket by number: the open ones and those closed in the last 90 days."""
+        from supportd.ledger import Ledger
+
+        ledger = Ledger.open(self.root / "state", SystemClock())
+        found = dict(ledger.closed_tickets())
+        found.update({t["number"]: t for t in ledger.find("tickets")})
+        return found
+
     def count(self, folder: str) -> int:
         client = self.imap()
         try:

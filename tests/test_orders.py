@@ -167,7 +167,7 @@ def test_found_order_closes_the_ticket_unknown_order_keeps_it_open(world: World)
     world.deliver(mail("Hello, where is my order 55555?", subject="Another order"))
     report = world.once()
     answered, unknown = report.plans
-    tickets = {t["number"]: t for t in world.daemons[-1].ctx.ledger.find("tickets")}
+    tickets = world.tickets()
     assert tickets[answered["ticket"]]["state"] == "closed"
     assert tickets[unknown["ticket"]]["state"] == "open"
     assert tickets[unknown["ticket"]]["due"] is not None

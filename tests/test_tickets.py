@@ -7,7 +7,6 @@ the owner types them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from email.message import EmailMessage
 from typing import Any
@@ -27,8 +26,7 @@ def run(world: World, *args: str) -> int:
 
 
 def tickets(world: World) -> dict[int, dict[str, Any]]:
-    state = json.loads((world.root / "state" / "state.json").read_text())
-    return {t["number"]: t for t in state.get("tickets", {}).values()}
+    return world.tickets()
 
 
 def reply_to(ours: EmailMessage, text: str, sender: str = ADA) -> bytes:
@@ -141,3 +139,20 @@ def test_tickets_says_so_when_nothing_is_open(world: World, capsys: pytest.Captu
     capsys.readouterr()
     assert run(world, "tickets") == 0
     assert capsys.readouterr().out.strip() == "no open tickets"
+
+
+def test_ticket_overdue_for_three_months_is_set_aside_and_reopens_on_a_reply(world: World) -> None:
+    """A ticket chased and overdue for over 90 days leaves the open list (the digest names it); a reply reopens it."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC))
+    world.deliver(mail("My vase arrived broken.", subject="Broken vase", message_id="<vase@example.org>"))
+    world.once(clock)
+    [ack] = world.sent_to("ada@example.org")
+    number = int(re.search(r"\[#(\d+)\]", str(ack["Subject"])).group(1))  # type: ignore[union-attr]
+    clock.advance(days=92)
+    world.once(clock)
+    assert tickets(world)[number]["state"] == "closed" and tickets(world)[number]["outcome"] == "stale"
+    assert run(world, "tickets") == 0
+    world.deliver(reply_to(ack, "Any news about my vase?"))
+    world.once(clock)
+    ticket = tickets(world)[number]
+    assert ticket["state"] == "open" and ticket["reopened"] == 1
