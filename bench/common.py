@@ -26,16 +26,22 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from supportd import __version__
-from supportd.localmail import Dovecot, MailUser, ReceivedMail, SmtpSink
+from supportd.localmail import (
+    LOCAL_OWNER,
+    LOCAL_SUPPORT,
+    Dovecot,
+    MailUser,
+    ReceivedMail,
+    SmtpSink,
+    write_supportd_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # aiosmtpd logs a traceback when a client drops a connection without QUIT; not a benchmark result.
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)
-SUPPORT = "support@shop.example"
-OWNER = "owner@shop.example"
+SUPPORT = LOCAL_SUPPORT
+OWNER = LOCAL_OWNER
 SUPPORT_USER = MailUser(SUPPORT, "support-secret")
 
 # What customers write most: a delivery question, a broken item, a general question. Each gets an
@@ -82,19 +88,7 @@ class Servers:
 
     def write_config(self, **sections: dict[str, Any]) -> Path:
         """supportd.yaml for these servers; each keyword adds to (or overrides keys of) a section."""
-        (self.root / "imap-password").write_text(SUPPORT_USER.password)
-        settings: dict[str, dict[str, Any]] = {
-            "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
-                     "contact_footer": "Example Shop · +49 30 1234567 · https://shop.example"},
-            "imap": {"host": "127.0.0.1", "port": self.dovecot.port, "tls": "none",
-                     "user": SUPPORT_USER.address, "password_file": "imap-password"},
-            "smtp": {"host": "127.0.0.1", "port": self.sink.port, "tls": "none", "timeout_seconds": 10},
-            "paths": {"state": "state", "rules": str(REPO / "rules"), "replies": str(REPO / "replies")},
-        }
-        for name, values in sections.items():
-            settings.setdefault(name, {}).update(values)
-        self.config_path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
-        return self.config_path
+        return write_supportd_config(self.root, self.dovecot, self.sink, SUPPORT_USER, sections)
 
     def imap(self) -> Any:
         """A logged-in IMAPClient for the support mailbox (log it out when done)."""

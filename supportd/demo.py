@@ -24,13 +24,18 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import yaml
+from supportd.localmail import (
+    LOCAL_OWNER,
+    LOCAL_SUPPORT,
+    Dovecot,
+    MailUser,
+    SmtpSink,
+    ensure_dovecot,
+    write_supportd_config,
+)
 
-from supportd.config import repository_defaults
-from supportd.localmail import Dovecot, MailUser, SmtpSink, ensure_dovecot
-
-SUPPORT = "support@shop.example"
-OWNER = "owner@shop.example"
+SUPPORT = LOCAL_SUPPORT
+OWNER = LOCAL_OWNER
 WAIT_SECONDS = 10.0
 ORDERS_CSV = """order,email,status,tracking,carrier,tracking_url
 77120,ada@example.org,shipped on Friday and due tomorrow,00340434161234567890,DHL,https://www.dhl.de/track?n=00340434161234567890
@@ -97,25 +102,15 @@ def build_mail(sample: Sample, in_reply_to: str = "") -> bytes:
 
 
 def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink, user: MailUser) -> Path:
-    rules, replies = repository_defaults()
-    (folder / "imap-password").write_text(user.password)
     (folder / "orders.csv").write_text(ORDERS_CSV)
     (folder / "cancel-order-hook.py").write_text(HOOK)
-    settings = {
-        "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
-                 "contact_footer": "Example Shop · 12 Market Street, Berlin · +49 30 1234567"},
-        "imap": {"host": "127.0.0.1", "port": dovecot.port, "tls": "none", "user": user.address,
-                 "password_file": "imap-password"},
-        "smtp": {"host": "127.0.0.1", "port": sink.port, "tls": "none"},
-        "paths": {"state": "state", "rules": str(rules), "replies": str(replies)},
+    return write_supportd_config(folder, dovecot, sink, user, {
+        "shop": {"contact_footer": "Example Shop · 12 Market Street, Berlin · +49 30 1234567"},
         "hours": {"timezone": "Europe/Berlin", "days": ["mon", "tue", "wed", "thu", "fri"],
                   "open": "09:00", "close": "17:00", "answer_within_hours": 4},
         "orders": {"csv": "orders.csv"},
         "actions": {"cancel_order": {"command": [sys.executable, str(folder / "cancel-order-hook.py")]}},
-    }
-    path = folder / "supportd.yaml"
-    path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
-    return path
+    })
 
 
 class Demo:

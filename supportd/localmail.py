@@ -46,7 +46,7 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -54,6 +54,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from imapclient import IMAPClient
@@ -912,3 +913,38 @@ def _known_recipients(rcpt_tos: Iterable[str], users: dict[str, MailUser]) -> It
         if user is not None and user.address not in seen:
             seen.add(user.address)
             yield user
+
+
+LOCAL_SUPPORT = "support@shop.example"
+LOCAL_OWNER = "owner@shop.example"
+
+
+def write_supportd_config(
+    folder: Path,
+    dovecot: Dovecot,
+    sink: SmtpSink,
+    user: MailUser,
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """``folder/supportd.yaml`` for an example shop on these local servers (demo, tests, benchmarks).
+
+    The repository's default rules and replies, state in ``folder/state``; each entry of
+    ``sections`` adds to (or overrides keys of) that section.
+    """
+    from supportd.config import repository_defaults
+
+    rules, replies = repository_defaults()
+    (folder / "imap-password").write_text(user.password)
+    settings: dict[str, dict[str, Any]] = {
+        "shop": {"name": "Example Shop", "support_address": LOCAL_SUPPORT, "owner_address": LOCAL_OWNER,
+                 "contact_footer": "Example Shop · +49 30 1234567 · https://shop.example"},
+        "imap": {"host": LOOPBACK, "port": dovecot.port, "tls": "none", "user": user.address,
+                 "password_file": "imap-password"},
+        "smtp": {"host": LOOPBACK, "port": sink.port, "tls": "none", "timeout_seconds": 10},
+        "paths": {"state": "state", "rules": str(rules), "replies": str(replies)},
+    }
+    for name, values in (sections or {}).items():
+        settings.setdefault(name, {}).update(values)
+    path = folder / "supportd.yaml"
+    path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
+    return path

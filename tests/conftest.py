@@ -18,18 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from supportd.clock import Clock, SystemClock
 from supportd.config import Config, load_config
 from supportd.daemon import Daemon
-from supportd.localmail import Dovecot, MailUser, SmtpSink, dovecot_available
+from supportd.localmail import (
+    LOCAL_OWNER,
+    LOCAL_SUPPORT,
+    Dovecot,
+    MailUser,
+    SmtpSink,
+    dovecot_available,
+    write_supportd_config,
+)
 from supportd.pipeline import PassReport
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
-SUPPORT = "support@shop.example"
-OWNER = "owner@shop.example"
+SUPPORT = LOCAL_SUPPORT
+OWNER = LOCAL_OWNER
 
 
 def corpus_path() -> Path:
@@ -87,20 +94,13 @@ class World:
 
     def write_config(self, **sections: dict[str, Any]) -> Path:
         """Write supportd.yaml; each keyword adds to (or overrides keys of) that section."""
-        (self.root / "imap-password").write_text(self.user.password)
-        settings: dict[str, dict[str, Any]] = {
-            "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
-                     "contact_footer": "Example Shop · +49 30 1234567 · https://shop.example"},
-            "imap": {"host": "127.0.0.1", "port": self.dovecot.port, "tls": "none",
-                     "user": self.user.address, "password_file": "imap-password"},
-            "smtp": {"host": "127.0.0.1", "port": self.sink.port, "tls": "none", "timeout_seconds": 5},
-            "paths": {"state": "state", "rules": str(self.rules_dir), "replies": str(self.replies_dir)},
-        }
-        for name, values in {**self.sections, **sections}.items():
-            settings.setdefault(name, {}).update(values)
-        self.sections = {**self.sections, **sections}
-        self.config_path.write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
-        return self.config_path
+        for name, values in sections.items():
+            self.sections.setdefault(name, {}).update(values)
+        defaults = {"smtp": {"timeout_seconds": 5},
+                    "paths": {"rules": str(self.rules_dir), "replies": str(self.replies_dir)}}
+        merged = {name: {**defaults.get(name, {}), **self.sections.get(name, {})}
+                  for name in {*defaults, *self.sections}}
+        return write_supportd_config(self.root, self.dovecot, self.sink, self.user, merged)
 
     def config(self) -> Config:
         if not self.config_path.exists():

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
-from supportd.localmail import MailUser
+from supportd.localmail import MailUser, write_supportd_config
 
-from conftest import OWNER, SUPPORT, World, mail
+from conftest import OWNER, World, mail
 
 SEED = int(os.environ.get("SUPPORTD_FAULT_SEED", "20261123"))
 TRIALS = int(os.environ.get("SUPPORTD_FAULT_TRIALS", "30"))
@@ -70,22 +69,12 @@ class Mailbox:
             self.world.dovecot.add_user(self.user)
         self.folder = self.world.root / self.name
         self.folder.mkdir()
-        (self.folder / "imap-password").write_text(self.user.password)
         self.customers: dict[str, str] = {}  # Message-ID -> customer address
-        settings: dict[str, dict[str, object]] = {
-            "shop": {"name": "Example Shop", "support_address": SUPPORT, "owner_address": OWNER,
-                     "contact_footer": "Example Shop, +49 30 1234567"},
-            "imap": {"host": "127.0.0.1", "port": self.world.dovecot.port, "tls": "none",
-                     "user": self.user.address, "password_file": "imap-password"},
-            "smtp": {"host": "127.0.0.1", "port": self.world.sink.port, "tls": "none", "timeout_seconds": 5,
-                     "retry_first_seconds": 0.2},
-            "paths": {"state": "state", "rules": str(self.world.rules_dir), "replies": str(self.world.replies_dir)},
-            "limits": {"batch_size": 5},
-        }
+        sections: dict[str, dict[str, object]] = {"smtp": {"timeout_seconds": 5, "retry_first_seconds": 0.2},
+                                                  "limits": {"batch_size": 5}}
         for section, values in self.extra.items():
-            settings.setdefault(section, {}).update(values)
-        self.config = self.folder / "supportd.yaml"
-        self.config.write_text(yaml.safe_dump(settings, sort_keys=False))
+            sections.setdefault(section, {}).update(values)
+        self.config = write_supportd_config(self.folder, self.world.dovecot, self.world.sink, self.user, sections)
 
     def deliver_customers(self, count: int, rng: random.Random) -> None:
         for number in range(count):
