@@ -42,6 +42,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import warnings
@@ -719,7 +720,10 @@ class _FinishingSMTP(SMTP):
     """
 
     def eof_received(self) -> bool | None:
-        return asyncio.StreamReaderProtocol.eof_received(self)
+        keep_open = asyncio.StreamReaderProtocol.eof_received(self)
+        if self.session is not None and self.session.ssl is not None:
+            return False  # as aiosmtpd does: a TLS transport cannot stay half open
+        return keep_open
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._timeout_handle is not None:
@@ -739,6 +743,8 @@ def _ignore_outcome(task: asyncio.Future[Any]) -> None:
 
 class _SinkController(Controller):
     def factory(self) -> SMTP:
+        if self.ssl_context is not None:  # TLS from the first byte: the finishing variant hangs the
+            return SMTP(self.handler, **self.SMTP_kwargs)  # handshake; the crash tests run in plain text
         return _FinishingSMTP(self.handler, **self.SMTP_kwargs)
 
 
@@ -752,10 +758,14 @@ class SmtpSink(_LocalServer):
         port: int = 0,
         deliver: Deliver | None = None,
         auth: dict[str, str] | None = None,
+        tls: Literal["none", "starttls", "implicit"] = "none",
     ) -> None:
         self.port = port  # 0 until the first start() picks one; kept across restarts
         self.deliver = deliver
         self.auth = auth  # login -> password; AUTH is then required (without TLS)
+        self.tls = tls  # with TLS, a self-signed certificate that is its own CA: ca_file
+        self.ca_file: Path | None = None
+        self._key_file: Path | None = None
         self.messages: list[ReceivedMail] = []
         self.delivery_errors: list[BaseException] = []
         self._arrived = threading.Condition()
@@ -781,6 +791,7 @@ class SmtpSink(_LocalServer):
             server_hostname="localhost",  # the default, getfqdn(), can wait on DNS
             ready_timeout=START_TIMEOUT,
             **self._auth_settings(),
+            **self._tls_settings(),
         )
         try:
             controller.start()
@@ -865,6 +876,18 @@ class SmtpSink(_LocalServer):
         with self._arrived:
             self.messages.append(mail)
             self._arrived.notify_all()
+
+    def _tls_settings(self) -> dict[str, Any]:
+        """STARTTLS (``tls_context``) or TLS from the first byte (``ssl_context``), same certificate."""
+        if self.tls == "none":
+            return {}
+        if self.ca_file is None or self._key_file is None:
+            folder = Path(tempfile.mkdtemp(prefix="sd-smtp-tls-"))
+            self.ca_file, self._key_file = folder / "cert.pem", folder / "key.pem"
+            _make_certificate(self.ca_file, self._key_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.ca_file, self._key_file)
+        return {"tls_context": context} if self.tls == "starttls" else {"ssl_context": context}
 
     def _auth_settings(self) -> dict[str, Any]:
         if self.auth is None:

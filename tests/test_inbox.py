@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from supportd.inbox import ConnectionLost, Mailbox
+from supportd.localmail import Dovecot, MailUser
 
 from conftest import World, mail
 
@@ -70,3 +73,48 @@ def test_mail_arriving_between_a_pass_and_idle_is_not_missed(world: World) -> No
     assert box.wait(20, lambda: True, above=0) is True
     assert time.monotonic() - started < 2
     box.close()
+
+
+@pytest.fixture
+def tls_world(short_tmp: Path) -> Iterator[tuple[Dovecot, MailUser]]:
+    from supportd.localmail import dovecot_available
+
+    if not dovecot_available():
+        pytest.skip("Dovecot is not installed")
+    user = MailUser("support@shop.example", "tls-secret")
+    dovecot = Dovecot(short_tmp / "dovecot", users=[user], tls=True)
+    dovecot.start()
+    yield dovecot, user
+    dovecot.stop()
+
+
+def tls_mailbox(dovecot: Dovecot, user: MailUser, tls: str, ca_file: Path | None) -> Mailbox:
+    from supportd.config import ImapConfig, Secret, ServerConfig
+
+    port = dovecot.tls_port if tls == "implicit" else dovecot.port
+    assert port is not None
+    server = ServerConfig(host="localhost", port=port, tls=tls, ca_file=ca_file, user=user.address,
+                          password=Secret("test", lambda: user.password), timeout_seconds=5)
+    return Mailbox(ImapConfig(server=server))
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_tls_connects_with_the_shops_certificate_authority(tls_world: tuple[Dovecot, MailUser], tls: str) -> None:
+    """Implicit TLS (993-style) and STARTTLS both work when the server's certificate verifies."""
+    dovecot, user = tls_world
+    dovecot.append(user, mail())
+    box = tls_mailbox(dovecot, user, tls, dovecot.ca_file)
+    box.connect()
+    assert len(box.unhandled_uids()) == 1
+    box.close()
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_certificate_checks_are_on_by_default(tls_world: tuple[Dovecot, MailUser], tls: str) -> None:
+    """A certificate the system does not trust is refused: no silent fallback to an unchecked connection."""
+    import ssl
+
+    dovecot, user = tls_world
+    box = tls_mailbox(dovecot, user, tls, ca_file=None)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        box.connect()

@@ -99,3 +99,20 @@ def test_unreachable_server_is_temporary() -> None:
     [result] = mailer.send([envelope(1)], lambda ids: None)
     mailer.close()
     assert result.status == TEMPORARY
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_tls_sends_when_the_certificate_verifies_and_refuses_when_not(mode: str) -> None:
+    """STARTTLS and TLS from the first byte both send; an untrusted certificate stops the send, said plainly."""
+    with SmtpSink(tls=mode) as sink:  # type: ignore[arg-type]
+        trusted = ServerConfig(host="localhost", port=sink.port, tls=mode, ca_file=sink.ca_file, timeout_seconds=5)
+        mailer = Mailer(SmtpConfig(server=trusted))
+        [sent] = mailer.send([envelope(1)], lambda ids: None)
+        mailer.close()
+        untrusted = ServerConfig(host="localhost", port=sink.port, tls=mode, timeout_seconds=5)
+        mailer = Mailer(SmtpConfig(server=untrusted))
+        [refused] = mailer.send([envelope(2)], lambda ids: None)
+        mailer.close()
+        assert sent.status == SENT
+        assert len(sink.wait_for(1, timeout=5)) == 1
+    assert refused.status == TEMPORARY and "CERTIFICATE_VERIFY_FAILED" in refused.detail
