@@ -209,7 +209,7 @@ class Pipeline:
         report.handled += 1
         report.acknowledged += 1 if plan.customer_reply else 0
         report.plans.append({"key": record["key"], **summary})
-        _log_decision(record, plan, time.perf_counter() - started)
+        _log_decision(record, plan.msg.message_id, summary, time.perf_counter() - started)
         return True
 
     def _answered_before(self, msg: Inbound) -> bool:
@@ -393,12 +393,11 @@ def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
     }
 
 
-def _log_decision(record: Doc, plan: Plan, seconds: float) -> None:
+def _log_decision(record: Doc, message_id: str, summary: dict[str, Any], seconds: float) -> None:
     """One line per message for the journal: id, intent, rule, what was done. No bodies, no secrets."""
-    summary = plan.summary()
     log.info(
         "message %s id=%s intent=%s rule=%s ticket=%s did=%s%s (%.0f ms)",
-        record["key"], plan.msg.message_id or "-", summary["primary_intent"], summary["rule"],
+        record["key"], message_id or "-", summary["primary_intent"], summary["rule"],
         summary["ticket"] or "-", summary["outcome"] or "-",
         f" skip={summary['skip_reason']}" if summary["skip_reason"] else "", seconds * 1000,
     )

@@ -89,6 +89,12 @@ class Mailbox:
             self.deliver(mail(body, sender=address, subject=f"Question {number}", message_id=message_id))
             self.customers[message_id] = address
 
+    def deliver_question(self, tag: str, number: int, text: str = "Question {n}") -> None:
+        """A customer's question (tag.number@example.org), remembered as one that must be answered once."""
+        address, message_id = f"{tag}{number}@example.org", f"<{tag}.{number}@example.org>"
+        self.deliver(mail(text.format(n=number), sender=address, message_id=message_id))
+        self.customers[message_id] = address
+
     def deliver_robot(self, number: int) -> None:
         self.deliver(mail("I am away.", sender=f"away{number}@example.org", subject="Automatic reply",
                           headers={"Auto-Submitted": "auto-replied"}))
@@ -224,19 +230,16 @@ def test_sigkill_at_random_times_while_running(world: World) -> None:
     rng = random.Random(SEED + 1)
     box = Mailbox(world, "timed")
     delivered = 0
-    for round_number in range(8):
+    for _ in range(8):
         daemon = box.start_daemon()
         start = len(box.customers)
         for number in range(start, start + 4):
-            box.deliver(mail(f"Where is order {number}?", sender=f"timed{number}@example.org",
-                             message_id=f"<timed.{number}@example.org>"))
-            box.customers[f"<timed.{number}@example.org>"] = f"timed{number}@example.org"
+            box.deliver_question("timed", number, "Where is order {n}?")
             delivered += 1
         time.sleep(rng.uniform(0.2, 1.2))
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=10)
         STATS["timed_kills"] += 1
-        del round_number
     assert box.supportd("once").returncode == 0
     deadline = time.monotonic() + WAIT
     while not box.all_answered() and time.monotonic() < deadline:
@@ -268,9 +271,7 @@ def test_dovecot_restarted_mid_run(world: World) -> None:
     daemon = box.start_daemon()
     try:
         for number in range(10):
-            box.deliver(mail(f"Question {number}", sender=f"r{number}@example.org",
-                             message_id=f"<restart.{number}@example.org>"))
-            box.customers[f"<restart.{number}@example.org>"] = f"r{number}@example.org"
+            box.deliver_question("restart", number)
             if number == 4:
                 world.dovecot.restart()
         deadline = time.monotonic() + 60
@@ -289,9 +290,7 @@ def test_smtp_server_down_then_up(world: World) -> None:
     daemon = box.start_daemon()
     try:
         for number in range(8):
-            box.deliver(mail(f"Question {number}", sender=f"d{number}@example.org",
-                             message_id=f"<down.{number}@example.org>"))
-            box.customers[f"<down.{number}@example.org>"] = f"d{number}@example.org"
+            box.deliver_question("down", number)
         time.sleep(2.0)
         assert box.acks() == Counter()
         world.sink.start()
@@ -319,12 +318,8 @@ def test_truncated_state_file_is_reported_left_alone_and_recovered(world: World)
     assert state.read_bytes() == damaged
     assert box.supportd("recover").returncode == 0
     assert list((box.folder / "state").glob("state.json.damaged-*"))
-    rng = random.Random(SEED + 2)
     for number in range(5, 8):
-        box.deliver(mail(f"Later question {number}", sender=f"late{number}@example.org",
-                         message_id=f"<trunc.late{number}@example.org>"))
-        box.customers[f"<trunc.late{number}@example.org>"] = f"late{number}@example.org"
-    del rng
+        box.deliver_question("late", number, "Later question {n}")
     assert box.supportd("once").returncode == 0
     box.check_exactly_once(8)
 
