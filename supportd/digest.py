@@ -213,7 +213,8 @@ def gather(ctx: Context, week: Week) -> DigestFacts:
     for key, sent_at in first_reply.items():
         message = messages.get(key)
         if message and message.get("received") and message_kind(message) == "new":
-            facts.ack_seconds.append(max(0.0, (parse_iso(sent_at) - parse_iso(message["received"])).total_seconds()))
+            answered_after = (parse_iso(sent_at) - parse_iso(message["received"])).total_seconds()
+            facts.ack_seconds.append(max(0.0, answered_after) + float(message.get("waited", 0.0)))
     facts.open_tickets = open_tickets(ctx)
     shared = [(word, n) for word, n in shared_words.items() if n > 1]
     facts.unmatched_words = sorted(shared, key=lambda item: (-item[1], item[0]))[:8]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import datetime as dt
 import email.policy
 import grp
 import logging
@@ -537,15 +538,16 @@ class Dovecot(_LocalServer):
         raw: bytes,
         folder: str = "INBOX",
         flags: Iterable[str | bytes] = (),
+        arrived: dt.datetime | None = None,
     ) -> int:
         """APPEND ``raw`` to ``folder`` and return its UID (from UIDPLUS's APPENDUID).
 
         imaplib turns bare LF and bare CR into CRLF on the way: give CRLF mail to get
-        exactly these bytes back.
+        exactly these bytes back. ``arrived`` sets the message's INTERNALDATE (default: now).
         """
         client = self.connect(user)
         try:
-            response = client.append(folder, raw, flags=tuple(flags))
+            response = client.append(folder, raw, flags=tuple(flags), msg_time=arrived)
         finally:
             with contextlib.suppress(Exception):
                 client.logout()

@@ -28,6 +28,7 @@ isolated and quarantined rather than taking its batch down with it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +37,9 @@ from typing import Any
 
 from supportd import digest, faults, outbox, owner, pending
 from supportd.actions import Plan, apply_plan, plan_message
-from supportd.clock import iso
+from supportd.clock import iso, parse_iso
 from supportd.context import Context
-from supportd.inbox import Mailbox
+from supportd.inbox import Mailbox, Stored
 from supportd.ledger import Doc, Ledger
 from supportd.mailer import Mailer
 from supportd.message import Inbound, parse
@@ -66,6 +67,8 @@ class Pipeline:
         self.mailer = mailer
         self.should_stop = should_stop
         self.recovered = False
+        self.last_look: dt.datetime | None = None  # when this process last searched the folder
+        self.look_before: dt.datetime | None = None  # the search before the current one
 
     @property
     def ledger(self) -> Ledger:
@@ -113,6 +116,8 @@ class Pipeline:
     def _batches(self) -> list[list[int]]:
         """Messages left claimed by a crash, one at a time; then new ones in batches."""
         cursor = self._cursor()
+        self.look_before = self.last_look or (parse_iso(cursor["looked"]) if cursor.get("looked") else None)
+        self.last_look = self.ctx.now()
         retry = sorted(m["uid"] for m in self.ledger.find("messages", state=CLAIMED)
                        if m["uidvalidity"] == self.mailbox.uidvalidity)
         new = [u for u in self.mailbox.unhandled_uids(above=int(cursor.get("high", 0))) if u not in retry]
@@ -126,9 +131,10 @@ class Pipeline:
         limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
         self._quarantine(limit_reached, "failed {failures} times", report)
         live = [r for r in records if r not in limit_reached]
-        sizes = self.mailbox.sizes([r["uid"] for r in live])
+        stored = self.mailbox.stored([r["uid"] for r in live])
+        self._note_waits(live, stored)
         limit = self.ctx.config.limits.max_message_bytes
-        oversize = [r for r in live if sizes.get(r["uid"], 0) > limit]
+        oversize = [r for r in live if r["uid"] in stored and stored[r["uid"]].size > limit]
         self._quarantine(oversize, f"larger than limits.max_message_bytes ({limit} bytes)", report)
         wanted = [r for r in live if r not in oversize]
         raws = self.mailbox.fetch([r["uid"] for r in wanted])
@@ -173,11 +179,19 @@ class Pipeline:
             records.append(record)
         cursor = self._cursor()
         high = max([int(cursor.get("high", 0)), *uids])
-        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder,
-                                        "uidvalidity": self.mailbox.uidvalidity, "high": high})
+        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder, "uidvalidity": self.mailbox.uidvalidity,
+                                        "high": high, "looked": iso(self.last_look or self.ctx.now())})
         self.ledger.commit()
         faults.point("claimed")
         return records
+
+    def _note_waits(self, records: list[Doc], stored: dict[int, Stored]) -> None:
+        """How long each message lay in the mailbox before this pickup (for the digest's ack time)."""
+        now = self.ctx.now()
+        for record in records:
+            if "waited" not in record and record["uid"] in stored:
+                record["waited"] = waited_before_pickup(now, stored[record["uid"]].arrived, self.look_before)
+                self.ledger.patch("messages", "key", record["key"], waited=record["waited"])
 
     def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool:
         """Parse, plan and apply one message; False when it failed (it stays claimed)."""
@@ -286,6 +300,7 @@ class Pipeline:
         for record in done:
             self.ledger.record("message", record["key"], state=DONE, fingerprint=record["fingerprint"],
                                message_id=record["message_id"], received=record["received"],
+                               waited=record.get("waited", 0.0),
                                decided=record.get("decided"), sender=record.get("sender", ""),
                                **record.get("summary", {}))
         self.ledger.remove("messages", "key", [r["key"] for r in done])
@@ -401,3 +416,18 @@ def _log_decision(record: Doc, message_id: str, summary: dict[str, Any], seconds
         summary["ticket"] or "-", summary["outcome"] or "-",
         f" skip={summary['skip_reason']}" if summary["skip_reason"] else "", seconds * 1000,
     )
+
+
+def waited_before_pickup(picked_up: dt.datetime, arrived: dt.datetime | None,
+                         look_before: dt.datetime | None) -> float:
+    """Seconds a message lay in the mailbox before supportd picked it up (0 when unknown).
+
+    The server's arrival time (INTERNALDATE) alone can mislead: a message copied or moved into the
+    folder keeps its old date. A message that the previous search did not find came after it, so
+    the wait is at most the time since that search. Before the first search ever, the mail that
+    is already there says nothing about supportd: 0.
+    """
+    if arrived is None or look_before is None:
+        return 0.0
+    waited = min(picked_up - arrived, picked_up - look_before).total_seconds()
+    return round(max(0.0, waited), 1)

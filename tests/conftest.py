@@ -7,6 +7,7 @@ and a config file pointing supportd at both, on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import email.utils
 import shutil
@@ -107,9 +108,10 @@ class World:
             self.write_config()
         return load_config(self.config_path)
 
-    def deliver(self, raw: bytes, folder: str = "INBOX") -> int:
-        """A customer's email arrives in the support mailbox; returns its UID."""
-        return self.dovecot.append(self.user, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), folder=folder)
+    def deliver(self, raw: bytes, folder: str = "INBOX", arrived: dt.datetime | None = None) -> int:
+        """A customer's email arrives in the support mailbox (at ``arrived``, default now); returns its UID."""
+        crlf = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return self.dovecot.append(self.user, crlf, folder=folder, arrived=arrived)
 
     def daemon(self, clock: Clock | None = None) -> Daemon:
         daemon = Daemon(self.config(), clock or SystemClock())

@@ -70,7 +70,7 @@ def run_at(world: World, clock: FakeClock, when: dt.datetime, *raws: bytes) -> N
     """Mail arrives at ``when``; supportd (started afresh, as after a restart) makes one pass."""
     clock.set(when)
     for raw in raws:
-        world.deliver(raw)
+        world.deliver(raw, arrived=when)
     world.once(clock)
 
 
@@ -132,6 +132,21 @@ def test_a_week_gives_one_digest_at_the_configured_time_with_the_counts(world: W
     assert re.search(r"Delivery status\s+2 / 1 ", text)
     assert re.search(r"Defect\s+2 / 0 ", text)
     assert re.search(r"Other\s+2 / 0 ", text)
+
+
+def test_time_customers_waited_while_supportd_was_down_counts(world: World) -> None:
+    """Acknowledgment time runs from the mail's arrival: a down afternoon shows, an old mail moved in does not."""
+    configure(world)
+    clock = FakeClock(at(3, 9))
+    run_at(world, clock, at(3, 9), mail("Where is my order 11111?", sender="a@example.org"))
+    world.deliver(mail("My lamp does not work.", sender="b@example.org", subject="Lamp"), arrived=at(3, 10))
+    run_at(world, clock, at(3, 15))  # supportd was down from 10:00 to 15:00
+    last_year = dt.datetime(2025, 3, 3, 12, tzinfo=BERLIN)  # the owner moves an old mail back to the inbox
+    world.deliver(mail("Do you ship to Norway?", sender="c@example.org", subject="Shipping"), arrived=last_year)
+    run_at(world, clock, at(3, 15, 2))
+    run_at(world, clock, at(9, 8))
+    text = text_of(digests(world)[-1])
+    assert "Acknowledged in 2 min (median); the slowest took 5 h." in text
 
 
 def test_the_digest_lists_what_needs_the_owner(world: World) -> None:

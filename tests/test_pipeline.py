@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import json
+import zoneinfo
+
+import pytest
 
 from supportd.ledger import History
+from supportd.pipeline import waited_before_pickup
 
 from conftest import OWNER, SUPPORT, World, mail
 
@@ -124,3 +129,19 @@ def test_oversize_message_is_quarantined_at_once(world: World) -> None:
     assert b"$SupportdHandled" in flags[small]
     assert world.sent_to("big@example.org") == []
     assert "larger than" in world.sent_to(OWNER)[0].get_body(preferencelist=("plain",)).get_content()
+
+
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+NINE = dt.datetime(2026, 3, 3, 9, tzinfo=BERLIN)
+
+
+@pytest.mark.parametrize(("arrived", "look_before", "waited"), [
+    (NINE - dt.timedelta(hours=5), NINE - dt.timedelta(hours=6), 5 * 3600.0),  # down all afternoon
+    (NINE - dt.timedelta(days=400), NINE - dt.timedelta(minutes=2), 120.0),  # an old mail moved in
+    (NINE + dt.timedelta(seconds=30), NINE - dt.timedelta(minutes=1), 0.0),  # the server's clock is ahead
+    (NINE - dt.timedelta(hours=5), None, 0.0),  # already there before supportd's first look
+    (None, NINE - dt.timedelta(minutes=1), 0.0),  # the server told no arrival time
+])
+def test_wait_before_pickup_counts_only_what_supportd_could_have_answered(
+        arrived: dt.datetime | None, look_before: dt.datetime | None, waited: float) -> None:
+    assert waited_before_pickup(NINE, arrived, look_before) == waited
