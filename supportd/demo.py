@@ -166,7 +166,7 @@ class Demo:
     def send(self, raw: bytes, expect_reply: bool) -> tuple[dict[str, object], list[EmailMessage], float]:
         before_mail, before_decisions = len(self.sink.messages), set(self.decisions())
         started = time.monotonic()
-        self.dovecot.append(self.user, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        self.dovecot.append(self.user, raw)
         deadline = started + WAIT_SECONDS
         while time.monotonic() < deadline:
             fresh = [k for k in self.decisions() if k not in before_decisions]

@@ -202,20 +202,14 @@ def _forwarded_robot_mail(msg: Inbound, _: GuardSettings) -> Verdict | None:
 
 def _delivery_report_text(msg: Inbound, _: GuardSettings) -> Verdict | None:
     """A bounce without the report structure: the text itself says the mail was not delivered."""
-    found = DELIVERY_REPORT_TEXT.search(msg.own_text[:TEXT_SCAN_CHARS])
-    if found:
-        return Verdict.hold("delivery-report-text", " ".join(found.group().split())[:60])
-    return None
+    return _text_says(msg, DELIVERY_REPORT_TEXT, "delivery-report-text")
 
 
 def _challenge_response(msg: Inbound, _: GuardSettings) -> Verdict | None:
     for name in CHALLENGE_HEADERS:
         if name in msg.headers:
             return Verdict.hold("challenge-response", name)
-    found = CHALLENGE_TEXT.search(msg.own_text[:TEXT_SCAN_CHARS])
-    if found:
-        return Verdict.hold("challenge-response", " ".join(found.group().split())[:60])
-    return None
+    return _text_says(msg, CHALLENGE_TEXT, "challenge-response")
 
 
 def _spam_flag(msg: Inbound, _: GuardSettings) -> Verdict | None:
@@ -228,10 +222,13 @@ def _spam_flag(msg: Inbound, _: GuardSettings) -> Verdict | None:
 
 
 def _bulk_text(msg: Inbound, _: GuardSettings) -> Verdict | None:
-    found = BULK_TEXT.search(msg.own_text[:TEXT_SCAN_CHARS])
-    if found:
-        return Verdict.hold("bulk-text", " ".join(found.group().split())[:60])
-    return None
+    return _text_says(msg, BULK_TEXT, "bulk-text")
+
+
+def _text_says(msg: Inbound, pattern: re.Pattern[str], check: str) -> Verdict | None:
+    """Held when the start of the text says what only a robot writes; the words found are the detail."""
+    found = pattern.search(msg.own_text[:TEXT_SCAN_CHARS])
+    return Verdict.hold(check, " ".join(found.group().split())[:60]) if found else None
 
 
 def _forged_date(msg: Inbound, _: GuardSettings) -> Verdict | None:

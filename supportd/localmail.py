@@ -542,8 +542,8 @@ class Dovecot(_LocalServer):
     ) -> int:
         """APPEND ``raw`` to ``folder`` and return its UID (from UIDPLUS's APPENDUID).
 
-        imaplib turns bare LF and bare CR into CRLF on the way: give CRLF mail to get
-        exactly these bytes back. ``arrived`` sets the message's INTERNALDATE (default: now).
+        imaplib turns bare LF and bare CR into CRLF on the way (mail with LF line ends is
+        stored with CRLF, as SMTP would deliver it). ``arrived`` sets the message's INTERNALDATE (default: now).
         """
         client = self.connect(user)
         try:

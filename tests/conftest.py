@@ -110,8 +110,7 @@ class World:
 
     def deliver(self, raw: bytes, folder: str = "INBOX", arrived: dt.datetime | None = None) -> int:
         """A customer's email arrives in the support mailbox (at ``arrived``, default now); returns its UID."""
-        crlf = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return self.dovecot.append(self.user, crlf, folder=folder, arrived=arrived)
+        return self.dovecot.append(self.user, raw, folder=folder, arrived=arrived)
 
     def daemon(self, clock: Clock | None = None) -> Daemon:
         daemon = Daemon(self.config(), clock or SystemClock())

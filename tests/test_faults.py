@@ -100,7 +100,7 @@ class Mailbox:
                           headers={"Auto-Submitted": "auto-replied"}))
 
     def deliver(self, raw: bytes) -> int:
-        return self.world.dovecot.append(self.user, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        return self.world.dovecot.append(self.user, raw)
 
     def supportd(self, *args: str, crash_at: str = "", timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SUPPORTD_CRASH_AT": crash_at}
@@ -123,6 +123,12 @@ class Mailbox:
 
     def all_answered(self) -> bool:
         return set(self.acks()) == set(self.customers)
+
+    def wait_until_answered(self, seconds: float) -> None:
+        """Give a running daemon up to ``seconds`` to answer everyone (bounded; the checks come after)."""
+        deadline = time.monotonic() + seconds
+        while not self.all_answered() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def check_exactly_once(self, delivered: int) -> None:
         """Every customer answered once, every message still there, unread, marked handled."""
@@ -274,9 +280,7 @@ def test_dovecot_restarted_mid_run(world: World) -> None:
             box.deliver_question("restart", number)
             if number == 4:
                 world.dovecot.restart()
-        deadline = time.monotonic() + 60
-        while not box.all_answered() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        box.wait_until_answered(seconds=60)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=15)
@@ -294,9 +298,7 @@ def test_smtp_server_down_then_up(world: World) -> None:
         time.sleep(2.0)
         assert box.acks() == Counter()
         world.sink.start()
-        deadline = time.monotonic() + 60
-        while not box.all_answered() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        box.wait_until_answered(seconds=60)
         time.sleep(1.0)  # anything that would come twice comes now
     finally:
         daemon.send_signal(signal.SIGTERM)
