@@ -18,6 +18,7 @@ The order of questions:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from supportd.context import Context
 from supportd.ledger import Doc
 from supportd.message import Address, Inbound
 from supportd.outbox import Outgoing, compose, queue
+from supportd.owntext import own_words
 from supportd.replies import first_name, reply_subject
 from supportd.rules import Decision
 
@@ -91,6 +93,7 @@ class Plan:
 
 
 def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
+    msg = without_our_text(ctx, msg)
     plan = Plan(key=key, msg=msg, decision=ctx.rules.decide(msg))
     if key is not None and _seen_before(ctx, msg, key):
         plan.skip_reason = "duplicate: a copy of this message was handled before"
@@ -111,6 +114,16 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
     else:
         _plan_new_request(ctx, plan)
     return plan
+
+
+def without_our_text(ctx: Context, msg: Inbound) -> Inbound:
+    """The message with any of supportd's own text (its templates') taken out of the own words.
+
+    The second line of defence behind quote detection: our confirmation request pasted back
+    without quote marks, or re-wrapped by the client, is never the customer's "yes".
+    """
+    own_text = own_words(msg.full_text, ctx.replies.our_text())
+    return msg if own_text == msg.own_text else dataclasses.replace(msg, own_text=own_text)
 
 
 def _seen_before(ctx: Context, msg: Inbound, key: str) -> bool:

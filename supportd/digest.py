@@ -52,7 +52,7 @@ HELD_BACK = {
     "guard:no-sender": "no usable sender address",
     "guard:own-address": "mail from our own address",
     "guard:auto-submitted": "automatic reply (out of office, auto-responder)",
-    "guard:auto-response-suppress": "the sender asked for no automatic replies",
+    "guard:list-server-sender": "mailing list (sent by its list server)",
     "guard:list-header": "mailing list or newsletter",
     "guard:precedence": "bulk or list mail",
     "guard:report": "delivery or feedback report",

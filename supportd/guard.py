@@ -39,6 +39,10 @@ LIST_SERVER_HEADERS = (
 # Challenge-response systems ("click to be added to my allowed senders"): one answer starts a loop.
 CHALLENGE_HEADERS = ("x-bluebottle-request", "x-boxtrapper")
 BULK_PRECEDENCE = ("bulk", "list", "junk", "auto_reply")
+# List servers' own addresses, on Sender: or Return-Path: (LISTSERV, Majordomo, Mailman): list mail
+# that carries no List-* or Precedence header still comes from one of these. Mail services use
+# other envelopes ("bounce+...@", "bounces+...@"), so only these list patterns are read there.
+LIST_SERVER_SENDERS = ("owner-*", "*-owner", "*-request", "listserv", "majordomo", "*-bounces", "*-bounces+*")
 # Envelope senders that only delivery reports use. Other robot names (no-reply, ...) are not
 # checked on Return-Path: web forms and mail services send a customer's words with such envelopes.
 REPORT_ENVELOPE_SENDERS = ("mailer-daemon", "postmaster", "post_master")
@@ -52,9 +56,13 @@ ROBOT_SUBJECT = re.compile(
     r"auto(matic|matische)?[ -]?(reply|response|antwort)|autoreply|auto:|out of (the )?office|"
     r"abwesenheitsnotiz|absence(?! of)|away from (my|the) (desk|office)|on vacation|vacation reply|"
     r"réponse automatique|risposta automatica|respuesta automática|"
-    r"loop alert|complaint about message from \d)",
+    r"loop alert|complaint about message from \d|"
+    r"\[\s*(auto[- ]?generated|automated|automatic|auto[- ]?reply|autoreply|auto[- ]?response)\b[^\]]{0,40}\]|"
+    r"auto[- ]?generated\b|automatically generated\b|this is an automated (message|notification|e-?mail))",
     re.IGNORECASE,
 )
+# A forward ("Fwd: Returned mail"), not a person's reply to robot mail ("Re: [AUTO GENERATED] ...").
+FORWARD_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs)\s*:\s*)*(fw|fwd|wg|tr|vl|doorst|i)\s*:", re.IGNORECASE)
 # A forward of robot mail with fewer words than this of the sender's own is relayed robot mail.
 FORWARD_OWN_WORDS = 10
 # Bounce texts in the message's own words (not quoted): said from the mail system's side ("your
@@ -139,13 +147,6 @@ def _auto_submitted(msg: Inbound, _: GuardSettings) -> Verdict | None:
     return None
 
 
-def _auto_response_suppress(msg: Inbound, _: GuardSettings) -> Verdict | None:
-    value = msg.header("x-auto-response-suppress").strip()
-    if value and value.lower() != "none":
-        return Verdict.hold("auto-response-suppress", f"X-Auto-Response-Suppress: {value}")
-    return None
-
-
 def _list_header(msg: Inbound, _: GuardSettings) -> Verdict | None:
     for name in msg.headers:
         if name.startswith("list-") or name in LIST_SERVER_HEADERS:
@@ -185,6 +186,16 @@ def _robot_sender(msg: Inbound, settings: GuardSettings) -> Verdict | None:
     return None
 
 
+def _list_server_sender(msg: Inbound, _: GuardSettings) -> Verdict | None:
+    """LISTSERV-style list mail: no List-* header, but Sender or Return-Path is the list server's."""
+    for name in ("sender", "return-path"):
+        for address in email.utils.getaddresses(msg.headers.get(name, ())):
+            local_part = address[1].lower().rpartition("@")[0]
+            if any(fnmatch.fnmatchcase(local_part, pattern) for pattern in LIST_SERVER_SENDERS):
+                return Verdict.hold("list-server-sender", f"{name}: {address[1][:60]}")
+    return None
+
+
 def _robot_subject(msg: Inbound, _: GuardSettings) -> Verdict | None:
     if ROBOT_SUBJECT.match(msg.subject):
         return Verdict.hold("robot-subject", msg.subject[:60])
@@ -193,7 +204,7 @@ def _robot_subject(msg: Inbound, _: GuardSettings) -> Verdict | None:
 
 def _forwarded_robot_mail(msg: Inbound, _: GuardSettings) -> Verdict | None:
     """'Fwd: Returned mail' with (almost) nothing of the sender's own: robot mail passed on."""
-    if msg.topic != msg.subject and ROBOT_SUBJECT.match(msg.topic):
+    if FORWARD_PREFIX.match(msg.subject) and ROBOT_SUBJECT.match(msg.topic):
         own_words = len(msg.own_text.split())
         if own_words < FORWARD_OWN_WORDS:
             return Verdict.hold("forwarded-robot-mail", f"{msg.subject[:50]}; {own_words} words of their own")
@@ -278,12 +289,12 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("null-sender", _no_sender),
     ("own-address", _own_address),
     ("auto-submitted", _auto_submitted),
-    ("auto-response-suppress", _auto_response_suppress),
     ("list-header", _list_header),
     ("precedence", _precedence),
     ("report", _report),
     ("auto-reply-header", _auto_reply_header),
     ("robot-sender", _robot_sender),
+    ("list-server-sender", _list_server_sender),
     ("robot-subject", _robot_subject),
     ("forwarded-robot-mail", _forwarded_robot_mail),
     ("delivery-report-text", _delivery_report_text),

@@ -7,17 +7,24 @@ hostile multi-megabyte body cannot stall the daemon, and no function raises on a
 
 What is cut from plain text (``own_words``):
 
-- quoted lines (``>``) wherever they are; and from the "On <date>, <name> wrote:" attribution
-  (also wrapped over up to three lines, and in German, French, Spanish, Dutch, Italian,
-  Portuguese) to the end. Top-posting is the norm, and an answer below the quote is given up
-  on purpose: a quoted line that the customer's client re-wrapped leaves an unquoted tail
-  ("...by replying" / "YES to this message.") that must never read as the customer's "yes";
-- Outlook history: "-----Original Message-----", a "_____" line followed by a From: header, or a
-  bare From:/Sent:/To:/Subject: block (also German, French, Spanish, Italian, Dutch labels);
-- forwarded messages ("---------- Forwarded message ---------", "Begin forwarded message:", ...);
-- signatures: the "-- " delimiter and all after it, "Sent from my iPhone"-style lines, and a
-  sign-off line ("Thanks,", "Best regards", "Viele Grüße") at the very end followed by at most six
+- quoted lines (``>``) wherever they are. A reply header ("On <date>, <name> wrote:", its kin in
+  many languages, Gmail's date-first "2017-11-24 16:32 GMT+01:00 Name <a@b>:", Zoho's
+  "---- On ... wrote ----"; wrapped over up to three lines) with quoted lines under it is cut,
+  and answers written between or below the quoted parts are kept; but a line glued under a
+  quoted line is the tail of a quoted line the client re-wrapped ("...by replying" / "YES to
+  this message.") and is cut with its paragraph. A reply header *without* quoted lines under it
+  starts an unquoted history: cut to the end;
+- Outlook history: a header block (From/Sent/To/Subject, in many languages, "De :" with a space
+  too), after a separator line ("_____", "-----", "====") or none; "-----Original Message-----"
+  and its translations; forwarded messages;
+- signatures: the "-- " delimiter and all after it; a device line ("Sent from my iPhone", "Get
+  Outlook for iOS<https://...>") and all after it, but not a sentence ("Sent from my desk, is
+  much easier..."); a mailing list's footer after an underscore line; a sign-off line
+  ("Thanks,", "Best regards", "Viele Grüße", "-Anna") at the very end followed by at most six
   short lines (name, phone, company).
+
+With ``OurText`` (the fixed text of supportd's templates) any line made only of supportd's own
+phrases is dropped too, however it was quoted: the second line of defence.
 
 ``html_to_text`` turns HTML-only mail into text and drops quoted history on the way (see
 ``_QUOTE_CLASS_WORDS`` and friends). ``sentences`` splits own words for classification.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable, Iterator
 from html.parser import HTMLParser
 
 # ---------------------------------------------------------------------------------------------
@@ -42,35 +50,81 @@ _MAX_SIGN_OFF_TAIL_LINES = 6
 _MAX_SHORT_LINE_CHARS = 80
 _MAX_SIGNATURE_WORDS = 8
 _HEADER_LOOKAHEAD_LINES = 6
+_MIN_HEADER_BLOCK_LINES = 3
+_MAX_FOOTER_LINES = 8
+_MAX_DEVICE_WORDS = 6
+_MAX_AFTER_VERB_CHARS = 80
+_LONGEST_VERB = 12
 
-_ATTRIBUTION_START = re.compile(r"(?:on|am|le|el|op|il|em|den|dne|w dniu)\s", re.IGNORECASE)
-_ATTRIBUTION_END = re.compile(
-    r"(?:\bwrote|\bschrieb\b[^:]*|\ba écrit|\bescribió|\bschreef\b[^:]*|\bha scritto"
-    r"|\bescreveu|\bskrev|\bnapisał)\s*:$",
+# Where a reply header begins ("On Wed, ...", "Am 03.11.2026 ...", "W dniu ...").
+_ATTRIBUTION_START = re.compile(
+    r"(?:on|am|le|el|op|il|em|den|dne|dnia|w dniu|in data|the)\s", re.IGNORECASE)
+# An attribution's verb ("wrote", "schrieb", "a écrit", "skrev", "kirjoitti", "написал", "写道", ...).
+# The lookahead on first letters makes the search about 4x faster (measured on 10k-line bodies).
+_ATTRIBUTION_VERB = re.compile(
+    r"(?=[wsaehnkíyпн写寫の])(?:\bwrote|\bwrites|\bschrieb|\ba écrit|\bescribió|\bschreef|\bha scritto"
+    r"|\bescreveu|\bskrev"
+    r"|\bskrifaði|\bnapisał(?:\(a\)|a)?|\bnapsal(?:\(a\))?|\bkirjoitti|\bírta|\ba scris|\byazdı"
+    r"|\bпишет|\bнаписал(?:\(а\)|а)?|\bписал|写道|寫道|のメッセージ)"
+    r"(?=[\s:：(]|$)",
     re.IGNORECASE,
 )
+_VERB_STEMS = ("wrot", "write", "schr", "écrit", "escri", "scritt", "skr", "napis", "napsal", "kirjoitti",
+               "írta", "scris", "yazdı", "пиш", "писал", "写道", "寫道", "のメッセージ")
+_TIME = re.compile(r"\d{1,2}[:.]\d{2}")
+_SURROUNDING_DASHES = re.compile(r"-{2,}\s*(.*?)\s*-{2,}")
 _HISTORY_MARKER = re.compile(
     r"-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht"
     r"|ursprüngliche nachricht|message transféré|message d'origine|mensaje reenviado"
     r"|mensaje original|messaggio inoltrato|messaggio originale|doorgestuurd bericht"
-    r"|oorspronkelijk bericht)\s*-{2,}"
+    r"|oorspronkelijk bericht|oprindelig besked|videresendt besked|opprinnelig melding"
+    r"|ursprungligt meddelande|vidarebefordrat meddelande|alkuperäinen viesti"
+    r"|wiadomość oryginalna|oryginalna wiadomość|исходное сообщение|пересылаемое сообщение"
+    r"|mensagem original|mensagem encaminhada|原始邮件|转发的邮件)\s*-{2,}"
     r"|(?:begin forwarded message|anfang der weitergeleiteten nachricht"
     r"|début du message réexpédié|inizio messaggio inoltrato|comienzo del mensaje reenviado)\s*:",
     re.IGNORECASE,
 )
-_OUTLOOK_SEPARATOR = re.compile(r"_{10,}")
-_FROM_HEADER = re.compile(r"\*?(?:from|von|de|da|van|från|fra|od)\*?:\*?\s*\S", re.IGNORECASE)
-_OTHER_HEADER = re.compile(
-    r"\*?(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|à|objet|enviado|fecha"
-    r"|para|asunto|inviato|data|a|oggetto|verzonden|aan|onderwerp)\*?:",
+# A line that only separates: Outlook's underscores, dashes, equals signs.
+_SEPARATOR = re.compile(r"[_\-=*—–]{2,}")
+_UNDERSCORES = re.compile(r"_{2,}")
+_LINK_OR_ADDRESS = re.compile(r"https?://|www\.|\S@\S")
+# Header labels of a quoted message's header block, in many languages; "De :" with a space too.
+_FROM_LABELS = (
+    "from", "von", "de", "da", "van", "från", "fra", "od", "от", "lähettäjä", "kimden", "feladó",
+    "发件人", "寄件者", "差出人",
+)
+_OTHER_LABELS = (
+    "sent", "date", "to", "cc", "subject", "gesendet", "datum", "an", "betreff", "envoyé",
+    "envoyé le", "à", "a", "objet", "sujet", "message du", "copie à", "cc", "enviado", "fecha", "para",
+    "asunto", "inviato", "data", "oggetto", "verzonden", "aan", "onderwerp", "skickat", "till",
+    "ämne", "sendt", "dato", "til", "emne", "wysłano", "wysłane", "do", "temat", "отправлено",
+    "дата", "кому", "тема", "lähetetty", "vastaanottaja", "aihe", "enviada", "assunto",
+    "gönderildi", "kime", "konu", "发送时间", "收件人", "主题", "送信日時", "宛先", "件名",
+)
+_FROM_HEADER = re.compile(
+    r"\*?(?:" + "|".join(map(re.escape, _FROM_LABELS)) + r")\*?\s?[:：]\*?\s*\S", re.IGNORECASE)
+_ANY_HEADER = re.compile(
+    r"\*?(?:" + "|".join(map(re.escape, sorted({*_FROM_LABELS, *_OTHER_LABELS}, key=len, reverse=True)))
+    + r")\*?\s?[:：]",
     re.IGNORECASE,
 )
-_DEVICE_SIGNATURE = re.compile(
-    r"sent from my \S.*|sent from (?:mail|outlook|yahoo mail|gmail|aol)\b.*"
-    r"|get outlook for (?:ios|android)|von meinem \S.* gesendet|gesendet von meinem \S.*"
-    r"|envoyé de mon \S.*|enviado desde mi \S.*|verstuurd vanaf mijn \S.*|inviato dal mio \S.*",
+_TRAILING_LINK = re.compile(r"\s*<(?:https?|mailto):[^<>\s]*>$")
+# "Sent from my iPhone", "Get Outlook for iOS", "Von meinem iPhone gesendet": the device phrase,
+# then a few words that name a device or app (capitalised, with a digit, or from _DEVICE_WORDS).
+_DEVICE_LEAD = re.compile(
+    r"(?:sent from|sent with|sent via|get outlook for|envoyé (?:à partir )?de|envoyé depuis"
+    r"|gesendet von|gesendet mit|von meinem|enviado desde|enviado do|enviado de|inviato da"
+    r"|verzonden (?:vanaf|met)|skickat från|sendt fra|wysłane z|отправлено с|lähetetty)\s+",
     re.IGNORECASE,
 )
+_DEVICE_WORDS = frozenset({
+    "my", "mon", "ma", "mi", "mio", "meinem", "mijn", "min", "mitt", "mojego", "моего", "the", "a",
+    "mobile", "phone", "device", "smartphone", "tablet", "cell", "cellphone", "handheld",
+    "wireless", "mail", "app", "for", "on", "pour", "für", "per", "para", "voor", "för", "gesendet",
+    "iphone", "ipad", "android", "ios", "outlook", "gmail", "yahoo", "aol", "blackberry", "windows",
+    "телефона", "puhelimesta",
+})
 _SIGN_OFF_PHRASES = (
     "thanks", "thanks again", "thanks in advance", "thanks so much", "thanks a lot",
     "thanks and regards", "thanks & regards", "thank you", "thank you in advance",
@@ -93,14 +147,58 @@ _SIGN_OFF = re.compile(
 )
 
 
-def own_words(text: str) -> str:
+# Lines of supportd's own text shorter than this are only dropped right under a quoted line.
+_MIN_OUR_WORDS = 4
+_SHINGLE = 4
+
+
+class OurText:
+    """What supportd itself writes (the fixed text of its templates): never the customer's words.
+
+    The second line of defence behind quote detection: whatever a client did to the quoting
+    (re-wrapped, "| "-prefixed, pasted without marks), a line made only of our phrases is ours.
+    Kept as a set of word 4-grams (and the 1- to 3-grams, for short lines glued under a quote),
+    so checking a line costs one lookup per word.
+    """
+
+    def __init__(self, fragments: Iterable[str]) -> None:
+        self._grams: set[tuple[str, ...]] = set()
+        for fragment in fragments:
+            for line in fragment.splitlines():
+                words = _plain_words(line)
+                for size in range(1, _SHINGLE + 1):
+                    self._grams.update(_grams(words, size))
+        # Phrases running over a line break ("... by replying" / "YES to this message.").
+        for fragment in fragments:
+            self._grams.update(_grams(_plain_words(fragment), _SHINGLE))
+
+    def wrote(self, line: str, follows_quote: bool) -> bool:
+        """Whether ``line`` is only supportd's own phrases (a short one only under a quote)."""
+        words = _plain_words(line)
+        if not words or (len(words) < _MIN_OUR_WORDS and not follows_quote):
+            return False
+        size = min(len(words), _SHINGLE)
+        return all(gram in self._grams for gram in _grams(words, size))
+
+
+def _plain_words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _grams(words: list[str], size: int) -> Iterator[tuple[str, ...]]:
+    for start in range(len(words) - size + 1):
+        yield tuple(words[start : start + size])
+
+
+def own_words(text: str, ours: OurText | None = None) -> str:
     """Only the customer's new words in a plain-text body: no quotes, history or signature.
 
+    With ``ours``, lines that are supportd's own text are dropped too, however they are quoted.
     Only the first 10,000 lines are read; anything after them is dropped, as no customer
     writes that much before their quoted history or signature.
     """
     lines = _normalised_lines(text)
-    kept = _lines_before_history(lines)
+    kept = _lines_before_history(lines, ours)
     kept = _without_sign_off(kept)
     return _tidy(kept)
 
@@ -111,10 +209,18 @@ def _normalised_lines(text: str) -> list[str]:
     return [line.rstrip() for line in lines[:_MAX_LINES]]
 
 
-def _lines_before_history(lines: list[str]) -> list[str]:
-    """Keep the customer's lines: skip quotes and device lines, stop where history begins."""
+def _lines_before_history(lines: list[str], ours: OurText | None) -> list[str]:
+    """Keep the customer's lines: skip quotes and device lines, stop where history begins.
+
+    An attribution ("On ..., Anna wrote:") with quoted lines under it is skipped, and answers
+    written between or below the quoted parts are kept; but a line glued under a quoted line
+    is the tail of a quoted line the client re-wrapped ("> ...by replying" / "YES to this
+    message."), never an answer. An attribution without quoted lines under it is the start of
+    an unquoted history: everything from there is cut.
+    """
     next_content = _next_content_indexes(lines)
     kept: list[str] = []
+    answering_quote = False
     index = 0
     while index < len(lines):
         line = lines[index]
@@ -122,14 +228,26 @@ def _lines_before_history(lines: list[str]) -> list[str]:
             kept.append(line)
             index += 1
             continue
-        if _is_quoted(line) or _is_device_signature(line):
+        if _is_quoted(line):
             index += 1
             continue
-        if _starts_history(lines, index, next_content):
-            break
-        if _is_attribution(lines, index, next_content):
-            break
-        kept.append(line)
+        if _is_device_signature(line) or _starts_history(lines, index, next_content):
+            break  # a client adds "Sent from my iPhone" under the new text: the rest is history
+        attribution = _attribution_at(lines, index, next_content)
+        if attribution is not None:
+            end, prefix = attribution
+            kept.extend([prefix] if prefix else [])
+            if not _quote_follows(lines, end, next_content):
+                break
+            answering_quote = True
+            index = end
+            continue
+        follows_quote = index > 0 and _is_quoted(lines[index - 1])
+        if follows_quote and answering_quote:
+            index = _paragraph_end(lines, index)
+            continue
+        if ours is None or not ours.wrote(line, follows_quote):
+            kept.append(line)
         index += 1
     return kept
 
@@ -142,6 +260,13 @@ def _next_content_indexes(lines: list[str]) -> list[int]:
     return result
 
 
+def _paragraph_end(lines: list[str], index: int) -> int:
+    """The first blank or quoted line at or after ``index``."""
+    while index < len(lines) and lines[index].strip() and not _is_quoted(lines[index]):
+        index += 1
+    return index
+
+
 def _is_quoted(line: str) -> bool:
     return line.lstrip().startswith(">")
 
@@ -152,12 +277,24 @@ def _quote_follows(lines: list[str], index: int, next_content: list[int]) -> boo
 
 
 def _is_device_signature(line: str) -> bool:
-    stripped = line.strip()
-    return len(stripped) <= _MAX_MARKER_CHARS and bool(_DEVICE_SIGNATURE.fullmatch(stripped))
+    """"Sent from my iPhone", "Get Outlook for iOS<https://...>"; not "Sent from my desk, ..."."""
+    stripped = _TRAILING_LINK.sub("", line.strip())
+    if len(stripped) > _MAX_MARKER_CHARS:
+        return False
+    lead = _DEVICE_LEAD.match(stripped)
+    if lead is None:
+        return False
+    words = stripped[lead.end() :].rstrip(".!").split()
+    return 0 < len(words) <= _MAX_DEVICE_WORDS and all(map(_names_a_device, words))
+
+
+def _names_a_device(word: str) -> bool:
+    return (word.lower() in _DEVICE_WORDS or word[0].isupper() or not word[0].isalpha()
+            or any(character.isdigit() for character in word))
 
 
 def _starts_history(lines: list[str], index: int, next_content: list[int]) -> bool:
-    """Whether the quoted history (signature, Outlook header, forward) begins at this line."""
+    """Whether the quoted history (signature, header block, forward, list footer) begins here."""
     line = lines[index]
     stripped = line.strip()
     if line == "--":
@@ -166,54 +303,97 @@ def _starts_history(lines: list[str], index: int, next_content: list[int]) -> bo
         return False
     if _HISTORY_MARKER.fullmatch(stripped):
         return True
-    if _OUTLOOK_SEPARATOR.fullmatch(stripped):
-        following = next_content[index + 1]
-        return following < len(lines) and _is_from_header(lines[following])
-    return _is_from_header(line) and _header_lines_after(lines, index) >= 2
+    following = next_content[index + 1]
+    header_follows = following < len(lines) and _is_header_block(lines, following)
+    if _SEPARATOR.fullmatch(stripped):
+        return header_follows or (bool(_UNDERSCORES.fullmatch(stripped)) and _is_footer(lines, index))
+    if _SURROUNDING_DASHES.fullmatch(stripped) and header_follows:
+        return True  # "-------- Oprindelig besked --------" over "Fra: ..."
+    return _is_header_block(lines, index)
 
 
-def _is_from_header(line: str) -> bool:
-    return bool(_FROM_HEADER.match(line.strip()))
+def _is_header_block(lines: list[str], index: int) -> bool:
+    """A quoted message's header block: From and at least two more headers (Sent, To, Subject)."""
+    if not _ANY_HEADER.match(lines[index].strip()):
+        return False
+    window = [line.strip() for line in lines[index : index + 1 + _HEADER_LOOKAHEAD_LINES]]
+    headers = [line for line in window if _ANY_HEADER.match(line)]
+    return len(headers) >= _MIN_HEADER_BLOCK_LINES and any(_FROM_HEADER.match(line) for line in headers)
 
 
-def _header_lines_after(lines: list[str], index: int) -> int:
-    """How many of the next few lines look like Sent:/To:/Subject: headers of an Outlook block."""
-    window = lines[index + 1 : index + 1 + _HEADER_LOOKAHEAD_LINES]
-    return sum(1 for line in window if _OTHER_HEADER.match(line.strip()))
+def _is_footer(lines: list[str], index: int) -> bool:
+    """A mailing list's footer: after a blank line, a few lines to the end, with a link or address."""
+    if index > 0 and lines[index - 1].strip():
+        return False
+    rest = [line for line in lines[index + 1 :] if line.strip()]
+    return 0 < len(rest) <= _MAX_FOOTER_LINES and any(_LINK_OR_ADDRESS.search(line) for line in rest)
 
 
-def _is_attribution(lines: list[str], start: int, next_content: list[int]) -> bool:
-    """Whether a "... wrote:" line introducing quoted history starts here.
+def _attribution_at(lines: list[str], start: int, next_content: list[int]) -> tuple[int, str] | None:
+    """Where a reply header introducing quoted history ends, and any text before it on its line.
 
-    "On <date>, <name> wrote:" may wrap over up to three lines and must contain a digit (the
-    date). A bare "<name> wrote:" line counts only when quoted lines follow it.
+    A header may wrap over up to three lines. "On <date>, <name> wrote:" and its kin in many
+    languages, Gmail's date-first "2017-11-24 16:32 GMT+01:00 Name <a@b>:", Zoho's
+    "---- On ... wrote ----"; "reply On Wed, ... wrote:" keeps "reply". A header without a date
+    and address ("Anna wrote:") counts only when quoted lines follow it.
     """
-    first = lines[start].strip()
-    dated = len(first) <= _MAX_ATTRIBUTION_CHARS and bool(_ATTRIBUTION_START.match(first))
-    if dated and _is_dated_attribution(lines, start):
-        return True
-    return _is_bare_attribution(first) and _quote_follows(lines, start + 1, next_content)
-
-
-def _is_dated_attribution(lines: list[str], start: int) -> bool:
     joined = ""
+    first_length = len(lines[start].strip())
     end = min(start + _MAX_ATTRIBUTION_LINES, len(lines))
     for index in range(start, end):
         part = lines[index].strip()
         if not part or _is_quoted(part):
-            return False
+            return None
         joined = f"{joined} {part}" if joined else part
         if len(joined) > _MAX_ATTRIBUTION_CHARS:
-            return False
-        if joined.endswith(":") and _ATTRIBUTION_END.search(joined) and _has_digit(joined):
-            return True
-    return False
+            return None
+        found = _attribution_in(joined, first_length) if _may_end_attribution(part) else None
+        if found is None:
+            continue
+        prefix, certain = found
+        if certain or _quote_follows(lines, index + 1, next_content):
+            return index + 1, prefix
+    return None
 
 
-def _is_bare_attribution(line: str) -> bool:
-    if len(line) > _MAX_MARKER_CHARS or not line.endswith(":"):
-        return False
-    return bool(_ATTRIBUTION_END.search(line))
+def _may_end_attribution(line: str) -> bool:
+    """A cheap test: only a line with a colon, an address or a verb at its end can end a header."""
+    tail = line[-_MAX_AFTER_VERB_CHARS - _LONGEST_VERB :].lower()
+    return ":" in tail or "：" in tail or "@" in tail or any(stem in tail for stem in _VERB_STEMS)
+
+
+def _attribution_in(text: str, first_length: int) -> tuple[str, bool] | None:
+    """(text before the header, whether it is certainly a header) when ``text`` is a reply header."""
+    dashed = _SURROUNDING_DASHES.fullmatch(text)
+    inner = dashed.group(1) if dashed else text
+    tail_start = max(0, len(inner) - _MAX_AFTER_VERB_CHARS - _LONGEST_VERB)
+    tail = inner[tail_start:].lower()
+    has_verb = any(stem in tail for stem in _VERB_STEMS)  # a cheap filter before the regex
+    verbs = list(_ATTRIBUTION_VERB.finditer(inner, tail_start)) if has_verb else []
+    if not verbs:
+        dated = inner.endswith((":", "：")) and "@" in inner and bool(_TIME.search(inner))
+        return ("", True) if dated and len(inner) <= _MAX_MARKER_CHARS * 2 else None
+    verb = verbs[-1]
+    after = inner[verb.end() :].strip()
+    if len(after) > _MAX_AFTER_VERB_CHARS or (after and not after.endswith((":", "：")) and "@" not in after):
+        return None
+    before = inner[: verb.start()]
+    prefix, header = _split_prefix(before, first_length)
+    wrapped = len(text) > first_length
+    if wrapped and not (prefix or _ATTRIBUTION_START.match(header) or _has_digit(text[:first_length])):
+        return None  # the header starts on a later line, if anywhere
+    certain = _has_digit(header) and (inner.endswith((":", "：")) or "@" in inner)
+    return prefix, certain
+
+
+def _split_prefix(before: str, first_length: int) -> tuple[str, str]:
+    """Split "reply On Wed, Apr 4, 2012 ..." into ("reply", "On Wed, ..."), within the first line."""
+    if _ATTRIBUTION_START.match(before):
+        return "", before
+    for match in re.finditer(r"\s(?=On\s|Am\s|Le\s|El\s|Op\s|Il\s|Em\s|Den\s|W dniu\s|Dnia\s)", before):
+        if match.start() < first_length and _has_digit(before[match.end() :]):
+            return before[: match.start()].strip(), before[match.end() :]
+    return "", before
 
 
 def _has_digit(text: str) -> bool:
@@ -244,7 +424,7 @@ def _is_sign_off(line: str) -> bool:
         return False
     match = _SIGN_OFF.match(stripped)
     if match is None:
-        return False
+        return _looks_like_name(stripped) and stripped.startswith("-")  # "-Abhishek Kona"
     rest = stripped[match.end() :].strip()
     return rest == "" or _looks_like_name(rest)
 
@@ -260,8 +440,10 @@ def _is_signature_line(line: str) -> bool:
     words = stripped.split()
     if len(stripped) > _MAX_SHORT_LINE_CHARS or len(words) > _MAX_SIGNATURE_WORDS:
         return False
-    if stripped.endswith(("?", "!")) or stripped.lower().startswith(("p.s", "ps:", "ps ")):
+    if stripped.endswith("?") or stripped.lower().startswith(("p.s", "ps:", "ps ")):
         return False
+    if stripped.endswith("!") and any(word[0].islower() for word in words):
+        return False  # "Please hurry!" is a sentence; "CEO @ Acme !" is not
     if stripped.endswith(".") and len(words[-1]) > len("Ltd."):
         return False  # "The parcel arrived." ends a sentence; "ACME Ltd." does not
     return len(words) == 1 or not stripped[0].islower()

@@ -26,9 +26,11 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from supportd.errors import Problem
+from supportd.owntext import OurText, html_to_text
 from supportd.yamlfile import shown_path
 
 # Replies the code sends by name, beside those the rules name.
@@ -90,6 +92,24 @@ class Replies:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._our_text: OurText | None = None
+
+    def our_text(self) -> OurText:
+        """The fixed text of every template: what supportd writes, never the customer's words."""
+        if self._our_text is None:
+            fragments: list[str] = []
+            for path in sorted(self.folder.rglob("*.txt")) + sorted(self.folder.rglob("*.html")):
+                fragments.extend(self._fixed_text(path))
+            self._our_text = OurText(fragments)
+        return self._our_text
+
+    def _fixed_text(self, path: Path) -> list[str]:
+        try:
+            parsed = self.env.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except jinja2.TemplateSyntaxError:
+            return []  # reported by check(); a broken template says nothing
+        pieces = [node.data for node in parsed.find_all(jinja2.nodes.TemplateData)]
+        return [html_to_text(piece) for piece in pieces] if path.suffix == ".html" else pieces
 
     def names(self) -> set[str]:
         if not self.folder.is_dir():

@@ -25,7 +25,7 @@ from supportd.message import parse
 
 EMPTY_ANSWER: dict[str, Any] = {
     "primary_intent": None, "intents": [], "explicit_request": None, "auto_reply": False,
-    "skip_reason": None, "rule": None, "reply": None, "held_action": None,
+    "skip_reason": None, "rule": None, "reply": None, "held_action": None, "own_text": None,
 }
 
 
@@ -57,7 +57,8 @@ def try_one(ctx: Context, path: Path) -> dict[str, Any]:
         last = traceback.extract_tb(exc.__traceback__)[-1]
         return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "error",
                 "error": f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})"}
-    return {"file": str(path), **plan.summary()}
+    # own_text: the customer's own words exactly as the rules read them
+    return {"file": str(path), **plan.summary(), "own_text": plan.msg.own_text}
 
 
 def describe(answer: dict[str, Any]) -> str:

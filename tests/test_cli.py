@@ -12,7 +12,7 @@ from supportd.localmail import dovecot_available
 from conftest import CORPUS, corpus_path, mail
 
 CONTRACT_KEYS = {"primary_intent", "intents", "explicit_request", "auto_reply", "skip_reason", "rule", "reply",
-                 "held_action"}
+                 "held_action", "own_text"}
 INTENTS = {"delivery_status", "defect", "unsubscribe", "cancellation", "other"}
 
 
@@ -47,6 +47,23 @@ def test_try_json_answers_the_contract(tmp_path: Path) -> None:
     assert first["rule"] == "cancel-order" and "cancel my order" in first["why"]
     assert second["auto_reply"] is False and second["reply"] is None
     assert second["skip_reason"].startswith("guard:auto-submitted")
+
+
+def test_try_json_shows_the_own_words_the_rules_read(tmp_path: Path) -> None:
+    """`own_text` is the customer's new words: no quoted history, no signature, none of our own text."""
+    body = ("Hmm, not sure yet.\n\n"
+            "2026-11-03 10:00 GMT+01:00 Shop <support@shop.example>:\n\n"
+            "To go ahead, reply to this email with \"yes\" (or \"confirm\").\n")
+    pasted = ("Hmm, not sure yet.\n\n"
+              "Before we do anything that cannot be taken back, we want to be sure it was you\n"
+              "To go ahead, reply to this email with \"yes\" (or \"confirm\").\n\nAnna\n")
+    for number, text in enumerate((body, pasted)):
+        (tmp_path / f"{number}.eml").write_bytes(mail(text, subject="Re: Please confirm"))
+    result = supportd("try", "--json", "--address", "support@shop.example",
+                      str(tmp_path / "0.eml"), str(tmp_path / "1.eml"))
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [answer["own_text"] for answer in answers] == ["Hmm, not sure yet.", "Hmm, not sure yet.\n\nAnna"]
 
 
 def test_try_answers_every_corpus_file_without_a_crash() -> None:

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.owntext import CASES, TARGET, measure, per_suite, read_cases
 from supportd.charsets import decode_bytes
-from supportd.owntext import html_to_text, own_words, sentences
+from supportd.owntext import OurText, html_to_text, own_words, sentences
 
 from conftest import corpus_file
 
@@ -29,6 +30,49 @@ def corpus_part(relative: str, content_type: str) -> str:
             assert isinstance(payload, bytes)
             return decode_bytes(payload, part.get_content_charset())
     raise AssertionError(f"no {content_type} part in {relative}")
+
+
+# --- the reply parsers' own test suites --------------------------------------------------------
+
+
+def test_reply_parser_suites_keep_every_own_line_and_no_history() -> None:
+    """On the fixtures of three reply parsers, >= 95% of cases per suite keep all and only the own words."""
+    if not CASES.is_file():
+        pytest.skip(f"the reply cases are not at {CASES} (CI puts ../shared beside the clone)")
+    outcomes = measure(read_cases(CASES))
+    failures = [f"{o.suite} {o.fixture}: {o.problem}" for o in outcomes if not o.passed]
+    for suite, score in per_suite(outcomes).items():
+        assert score["share"] >= TARGET, (suite, failures)
+
+
+# --- supportd's own text, whatever the quoting --------------------------------------------------
+
+CONFIRM_TEMPLATE = (
+    "you asked us to ",
+    ".\nBefore we do anything that cannot be taken back,\nwe want to be sure it was you, and that you want it.\n\n"
+    "To go ahead, reply to this email with \"yes\" (or \"confirm\").\nIf you do not reply, nothing changes.\n",
+)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        "| Before we do anything that cannot be taken back,\n| we want to be sure it was you",
+        "Before we do anything that cannot be taken back, we want to be sure it was you, and that you",
+        "To go ahead, reply to this email with \"yes\" (or \"confirm\").",
+        "> To go ahead, reply to this email with\n\"yes\" (or \"confirm\").",
+    ],
+)
+def test_our_own_text_is_never_the_customers_however_quoted(history: str) -> None:
+    """Text supportd sent (here its confirmation request), pasted, '|'-quoted or re-wrapped, is dropped."""
+    body = f"Hmm, let me think about it.\n\n{history}\n"
+    assert own_words(body, OurText(CONFIRM_TEMPLATE)) == "Hmm, let me think about it."
+
+
+def test_customer_words_that_share_a_few_words_with_ours_are_kept() -> None:
+    """A short 'yes' of the customer's own, or their own sentence, is not taken for our text."""
+    body = "yes\n\nI want it, go ahead please.\n"
+    assert own_words(body, OurText(CONFIRM_TEMPLATE)) == "yes\n\nI want it, go ahead please."
 
 
 # --- quoted replies ---------------------------------------------------------------------------
@@ -102,12 +146,23 @@ def test_nested_and_indented_quotes_are_removed() -> None:
         "El lun, 3 nov 2026 a las 10:00, Shop (<support@shop.example>) escribió:",
         "Op ma 3 nov. 2026 om 10:00 schreef Shop <support@shop.example>:",
         "On 03.11.26 10:00, Shop wrote:",
+        "2017-11-24 16:32 GMT+01:00 Shop Support <support@shop.example>:",
+        "30.09.2017, 18.30, \"Shop - Support\" <support@shop.example>:",
+        "ср, 30 апр. 2025 г. в 15:19, Shop <support@shop.example>:",
+        "tir. 18. apr. 2017 kl. 13:09 skrev Shop <support@shop.example>:",
+        "pe 20. lokakuuta 2017 klo 17.50 Shop\n<support@shop.example> kirjoitti:",
+        "In data 11 ottobre 2017 21:11:31 \"Shop\" <support@shop.example> ha scritto:",
+        "Dnia 27 grudnia 2016 12:08 Shop <support@shop.example> napisał(a):",
+        "On Wed, 14 Nov 2018 08:14:43 -0200 Shop <support@shop.example> wrote",
+        "---- On Wed, 24 Feb 2021 14:02:50 +0530 support@shop.example wrote ----",
+        "2024年1月15日 14:30 Shop <support@shop.example> 写道：",
     ],
 )
 def test_attribution_in_other_languages_is_cut(attribution: str) -> None:
-    """German, French, Spanish, Dutch and Thunderbird attributions are cut like the English one."""
-    body = f"Bitte nicht stornieren.\n\n{attribution}\n> Bitte bestätigen Sie die Stornierung.\n"
-    assert own_words(body) == "Bitte nicht stornieren."
+    """Reply headers of many clients and languages (date-first, colon-less, dashed) are cut, quoted or not."""
+    for history in ("> Bitte bestätigen Sie die Stornierung.", "\nPlease confirm you want to cancel order 77120."):
+        body = f"Bitte nicht stornieren.\n\n{attribution}\n{history}\n"
+        assert own_words(body) == "Bitte nicht stornieren."
 
 
 def test_attribution_followed_by_unquoted_history_cuts_to_the_end() -> None:
@@ -147,10 +202,53 @@ def test_rewrapped_quote_after_attribution_never_reads_as_an_answer() -> None:
     assert own_words(body) == "Hmm, let me think about it."
 
 
-def test_bottom_posted_reply_from_corpus_is_cut_from_the_attribution() -> None:
-    """A real bottom-posted reply ('X wrote:', quote, answer) is cut whole, for a human to read."""
+def test_bottom_posted_reply_from_corpus_keeps_the_answer_below_the_quote() -> None:
+    """A real bottom-posted reply ('X wrote:', quote, answer) keeps the answer, not the header."""
     text = corpus_part("flanker/tests/fixtures/messages/from-encoding.eml", "text/plain")
-    assert own_words(text) == ""
+    words = own_words(text)
+    assert words.startswith("Isn't that the case for almost every other server")
+    assert "wrote" not in words
+    assert "buffer overflow" not in words
+
+
+def test_answers_between_quotes_under_an_attribution_are_kept() -> None:
+    """Inline answers under 'On ... wrote:' are the customer's; the quoted parts are not."""
+    body = ("On Mon, 3 Nov 2026 at 10:00, Shop <support@shop.example> wrote:\n\n"
+            "> Would you like a refund or a replacement?\n\nA replacement, please.\n\n"
+            "> Which colour?\n\nBlue.\n\n--\nAnna\n")
+    assert own_words(body) == "A replacement, please.\n\nBlue."
+
+
+def test_text_before_an_attribution_on_the_same_line_is_kept() -> None:
+    """'reply On Wed, ... wrote:' on one line keeps the customer's 'reply'."""
+    body = "Thanks, see below.\n\nreply On Wed, Apr 4, 2012 at 3:59 PM, bob <bob@example.com> wrote:\n> hi\n"
+    assert own_words(body) == "Thanks, see below.\n\nreply"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "De : Shop<mailto:support@shop.example>\nEnvoyé le :jeudi 15 décembre 2016 09:35\n"
+        "À : anna@example.com\nObjet :Votre commande",
+        "-------- Oprindelig besked --------\nFra: Shop <support@shop.example>\n"
+        "Dato: 04.07.2024 17.45 (GMT+01:00)\nTil: anna@example.com\nEmne: Din ordre",
+        "====\n\nMessage du : 12/12/2016 13:20\nDe : \"Shop\" <support@shop.example>\n"
+        "A : anna@example.com\nSujet : Votre commande",
+        " ------------------------------\n\n*From:* Shop [mailto:support@shop.example]\n"
+        "*Sent:* Thursday, February 09, 2012 1:36 PM\n*To:* anna@example.com\n*Subject:* Your order",
+    ],
+)
+def test_header_blocks_with_spaced_colons_and_separators_are_cut(block: str) -> None:
+    """French 'De :' blocks, Danish dashed separators, '====' and starred Outlook headers start history."""
+    body = f"Where is my parcel?\n\n{block}\n\nYour order has shipped.\n"
+    assert own_words(body) == "Where is my parcel?"
+
+
+def test_mailing_list_footer_after_underscores_is_cut() -> None:
+    """A list footer ('____' / list name / link) under the text is not the customer's."""
+    body = ("Where is my parcel?\n\n-Anna\n\n\n____\nshop-customers mailing list\n"
+            "https://lists.shop.example/listinfo\n")
+    assert own_words(body) == "Where is my parcel?"
 
 
 # --- Outlook and forwards ---------------------------------------------------------------------
@@ -274,11 +372,26 @@ def test_signature_delimiter_without_trailing_space_is_removed() -> None:
         "Sent from my Android",
         "Get Outlook for iOS",
         "Von meinem iPhone gesendet",
+        "Get Outlook for iOS<https://aka.ms/o0ukef>",
+        "Gesendet von Outlook für Android<https://aka.ms/AAb9ysg>",
+        "Sent from my Wiko RIDGE FAB 4G",
     ],
 )
 def test_mobile_signature_line_is_removed(device_line: str) -> None:
     """'Sent from my iPhone' and its kin are not part of the customer's message."""
     assert own_words(f"Yes, cancel it.\n\n{device_line}\n") == "Yes, cancel it."
+
+
+def test_device_line_ends_the_new_text() -> None:
+    """What a phone's mail app puts under 'Sent from my iPhone' is the quoted history."""
+    body = "Where is it?\n\nSent from my iPhone\n\nHi Anna, your parcel has shipped.\n"
+    assert own_words(body) == "Where is it?"
+
+
+def test_a_sentence_starting_sent_from_my_is_the_customers() -> None:
+    """'Sent from my desk, is much easier...' is a sentence, not a device signature."""
+    body = "Here is another email\n\nSent from my desk, is much easier then my mobile phone.\n"
+    assert own_words(body) == body.strip()
 
 
 def test_sign_off_with_name_and_phone_is_removed() -> None:
