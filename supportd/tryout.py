@@ -28,6 +28,9 @@ EMPTY_ANSWER: dict[str, Any] = {
     "skip_reason": None, "rule": None, "reply": None, "held_action": None, "own_text": None,
 }
 
+# Line breaks to str.splitlines() that JSON leaves unescaped: one answer must stay one line.
+LINE_BREAKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
 
 def try_messages(config: Config, paths: list[Path], as_json: bool) -> int:
     rules, replies = load_rules_and_replies(config)
@@ -39,7 +42,7 @@ def try_messages(config: Config, paths: list[Path], as_json: bool) -> int:
         answer = try_one(ctx, path)
         failures += 1 if "error" in answer else 0
         if as_json:
-            print(json.dumps(answer, ensure_ascii=False))
+            print(json.dumps(answer, ensure_ascii=False).translate(LINE_BREAKS_ESCAPED))
         else:
             print(describe(answer))
         sys.stdout.flush()
