@@ -135,14 +135,22 @@ def table(measurement: Measurement) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def dev_set_arguments(argv: Sequence[str] | None, doc: str | None, misses: str) -> argparse.Namespace | None:
+    """--dev-set, --table and --misses; None (after saying why) when the dev set is not there."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--dev-set", type=Path, default=DEV_SET, help="the CSV (text, intent, mapped_intent)")
     parser.add_argument("--table", action="store_true", help="also print a table to read")
-    parser.add_argument("--misses", action="store_true", help="also list the texts read wrong")
+    parser.add_argument("--misses", action="store_true", help=misses)
     args = parser.parse_args(argv)
     if not args.dev_set.is_file():
         print(f"no dev set at {args.dev_set} (the shared corpus sits beside the repository)", file=sys.stderr)
+        return None
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = dev_set_arguments(argv, __doc__, "also list the texts read wrong")
+    if args is None:
         return 2
     result = measure(read_examples(args.dev_set))
     print(json.dumps({"dev_set": str(args.dev_set), "intents": {k: v.as_dict() for k, v in result.scores.items()},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from supportd.replies import first_name, reply_subject
 from supportd.rules import Decision
 
 ACK_KINDS = ("ack", "confirm")
+THANKS_ONLY_CHARS = 120  # "Thanks, that helped!" is short; a longer reply has more to say and reopens the ticket
+RESERVATION = re.compile(r"\b(but|however|still|though|except|aber|jedoch|noch|trotzdem)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -56,6 +59,9 @@ class Plan:
     reward_code: str | None = None
     outcome: str = ""
     confirmation: str | None = None  # yes / no / unclear / expired / unknown / wrong-sender / used
+    faq: str | None = None  # the FAQ entry whose answer went out (alone, or added to the reply)
+    faq_unhelpful: str | None = None  # a reply saying this FAQ entry's answer did not help
+    keep_closed: bool = False  # a follow-up that needs no person (a thank-you for an FAQ answer)
 
     @property
     def customer_reply(self) -> Outgoing | None:
@@ -86,7 +92,19 @@ class Plan:
             "ticket": self.ticket_number,
             "confirmation": self.confirmation,
             "outcome": self.outcome,
+            "faq": self.faq,
+            "faq_why": _faq_why(decision) if self.faq else None,
         }
+
+
+def _faq_why(decision: Decision) -> str | None:
+    if decision.faq is None:
+        return None
+    why = f"{decision.faq.matched}: {decision.faq.why}"
+    entry = decision.faq.entry
+    if entry is not None and entry.name != decision.faq.matched:
+        why += f" (answered with {entry.name}, in the customer's language)"
+    return why
 
 
 # ---------------------------------------------------------------- planning
@@ -189,25 +207,41 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
         plan.reward_code = _next_reward_code(ctx)
         values["reward_code"] = plan.reward_code
     follow_up = "open_ticket" in decision.actions and order is None
+    faq = decision.faq_entry
+    faq_only = faq is not None and not decision.matched_rules  # the FAQ question is the whole matter
     plan.ticket_number = number
     plan.new_ticket = {"number": number, "intent": decision.primary_intent, "follow_up": follow_up,
                        "due": due}
     if decision.held_action and decision.explicit_request:
         _plan_held_action(ctx, plan, number, values)
     if not (plan.new_pending and decision.explicit_request == decision.primary_intent):
-        _plan_acknowledgment(ctx, plan, number, values)
+        answer = {"faq_answer": faq.answer} if faq is not None else {}
+        _plan_acknowledgment(ctx, plan, number, {**values, **answer},
+                             _faq_template(ctx, faq.language) if faq is not None and faq_only else None)
+    if faq is not None and any(mail.kind == "ack" for mail in plan.mails):
+        plan.faq = faq.name
+        if faq_only:  # answered: the ticket waits for the customer's reply, it cannot go overdue
+            plan.new_ticket.update(follow_up=False, faq=faq.name)
     if not any(mail.kind == "ack" for mail in plan.mails):
         plan.reward_code = None  # a code is used up only by the acknowledgment that hands it out
     _plan_escalations(ctx, plan, None)
     plan.outcome = plan.outcome or ("acknowledged" if plan.customer_reply else "recorded")
 
 
-def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str, Any]) -> None:
+def _faq_template(ctx: Context, language: str) -> str:
+    """The FAQ reply in the answer's language (``faq_de``), or the default ``faq``."""
+    localised = f"faq_{language}"
+    return localised if localised in ctx.replies.names() else "faq"
+
+
+def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str, Any],
+                         template: str | None = None) -> None:
     decision = plan.decision
     if "no_reply" in decision.actions:
         plan.skip_reason = f"rule:{decision.rule} (no_reply)"
         return
-    if decision.reply is None:
+    template = template or decision.reply
+    if template is None:
         plan.skip_reason = f"rule:{decision.rule} (names no reply)"
         return
     sender = _sender(plan)
@@ -227,7 +261,7 @@ def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str
         plan.skip_reason = f"cap:daily-limit (one notice instead of an acknowledgment; {cap} sent today)"
         return
     plan.counts_as_ack = True
-    plan.mails.append(_reply(ctx, plan, kind="ack", template=decision.reply, values=values, ticket=number,
+    plan.mails.append(_reply(ctx, plan, kind="ack", template=template, values=values, ticket=number,
                              to=_reply_to(plan.msg), topic=plan.msg.topic, basis=plan.msg.fingerprint))
 
 
@@ -277,11 +311,36 @@ def _plan_follow_up(ctx: Context, plan: Plan, thread: tickets.Thread) -> None:
         values = _base_values(ctx, plan, ticket["number"], due)
         _plan_held_action(ctx, plan, ticket["number"], values)
         plan.skip_reason = None
+    if ticket.get("faq"):
+        _plan_faq_reply(ctx, plan, ticket)
     _plan_escalations(ctx, plan, ticket)
     plan.outcome = plan.outcome or (
-        f"reopened ticket {ticket['number']}" if ticket["state"] != tickets.OPEN
+        f"noted a thank-you on ticket {ticket['number']}" if plan.keep_closed
+        else f"reopened ticket {ticket['number']}" if ticket["state"] != tickets.OPEN
         else f"joined ticket {ticket['number']}"
     )
+
+
+def _plan_faq_reply(ctx: Context, plan: Plan, ticket: Doc) -> None:
+    """The customer answers our FAQ answer: "that did not help" goes to a person at once (an alert),
+    a short thank-you ("thanks, that helped") leaves the ticket closed; anything else reopens it."""
+    text = plan.msg.own_text
+    language = ctx.rules.language
+    if language.not_helped.search(text):
+        plan.faq_unhelpful = str(ticket["faq"])
+        _escalate(ctx, plan, "faq-unhelpful", ticket, str(ticket["number"]),
+                  f"The customer says the FAQ answer '{ticket['faq']}' did not help:\n\n{text[:800]}")
+    elif ticket["state"] != tickets.OPEN and not plan.new_pending and _only_thanks(plan, language.helped):
+        plan.keep_closed = True
+        plan.skip_reason = f"follow-up: a thank-you for the FAQ answer (ticket {ticket['number']} stays closed)"
+
+
+def _only_thanks(plan: Plan, thanks: re.Pattern[str]) -> bool:
+    """A short thank-you and nothing more: no question, no "but", no other matter a rule sees."""
+    text = plan.msg.own_text
+    return (len(text) <= THANKS_ONLY_CHARS and "?" not in text and not plan.decision.matched_rules
+            and not RESERVATION.search(text) and plan.decision.faq is None
+            and thanks.search(text) is not None)
 
 
 def _plan_confirmation(ctx: Context, plan: Plan, answer: pending.ConfirmationReply,
@@ -450,9 +509,11 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
     msg = plan.msg
     if plan.new_ticket is not None:
         tickets.new_ticket(ctx, number=plan.new_ticket["number"], msg=msg, intent=plan.new_ticket["intent"],
-                           follow_up=plan.new_ticket["follow_up"], due=plan.new_ticket["due"])
+                           follow_up=plan.new_ticket["follow_up"], due=plan.new_ticket["due"],
+                           faq=plan.new_ticket.get("faq"))
     if plan.join_ticket is not None:
-        tickets.join(ctx, plan.join_ticket, msg, hours.due_time(ctx.now(), ctx.config.hours))
+        tickets.join(ctx, plan.join_ticket, msg, hours.due_time(ctx.now(), ctx.config.hours),
+                     reopen=not plan.keep_closed)
     if plan.new_pending is not None:
         ctx.ledger.put("pending", "id", plan.new_pending)
     if plan.pending_changes and plan.pending_id:

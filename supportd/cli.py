@@ -118,8 +118,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem)
         return EXIT_INVALID
     where = config.source or "the default rules and replies"
+    unfilled = rules.faq.unfilled()
     print(f"ok: {where}: {len(rules.rules)} rules for {len(rules.intents)} intents, "
-          f"{len(replies.names())} replies")
+          f"{len(rules.faq.entries)} FAQ entries ({len(unfilled)} without an answer), {len(replies.names())} replies")
+    for entry in unfilled:
+        print(f"{entry.where}: FAQ entry '{entry.name}' has no answer yet: write one under 'answer:' "
+              "(until then it never sends)")
     return EXIT_OK
 
 

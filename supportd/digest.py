@@ -123,6 +123,9 @@ class DigestFacts:
     unmatched: int = 0
     unmatched_words: list[tuple[str, int]] = field(default_factory=list)
     idle_rules: list[str] = field(default_factory=list)
+    faq_sent: Counter[str] = field(default_factory=Counter)  # FAQ entry -> answers sent
+    faq_unhelpful: Counter[str] = field(default_factory=Counter)  # FAQ entry -> "did not help" replies
+    unanswered_questions: list[str] = field(default_factory=list)  # questions of mail nothing understood
     per_day: Counter[dt.date] = field(default_factory=Counter)
 
     @property
@@ -241,6 +244,8 @@ def _count_message(ctx: Context, facts: DigestFacts, record: Doc, matched_rules:
         _add_tentative(ctx, facts, record)
     if kind == "follow-up":
         facts.follow_ups += 1
+        if record.get("faq_unhelpful"):
+            facts.faq_unhelpful[str(record["faq_unhelpful"])] += 1
     elif kind == "confirmation":
         facts.confirmation_answers += 1
     else:
@@ -249,6 +254,10 @@ def _count_message(ctx: Context, facts: DigestFacts, record: Doc, matched_rules:
         if not record.get("matched_rules"):
             facts.unmatched += 1
             shared_words.update(set(record.get("keywords") or []))
+        if record.get("faq"):
+            facts.faq_sent[str(record["faq"])] += 1
+        elif record.get("question"):
+            facts.unanswered_questions.append(str(record["question"]))
 
 
 def _add_tentative(ctx: Context, facts: DigestFacts, record: Doc) -> None:
@@ -295,6 +304,30 @@ def held_back_reason(skip_reason: str) -> str:
     """'guard:list-header (List-Id: ...)' -> 'mailing list or newsletter'."""
     name = skip_reason.split(" (")[0].strip()
     return HELD_BACK.get(name) or HELD_BACK.get(name.split(":")[0], name)
+
+
+QUESTION_SENTENCE = re.compile(r"[^.!?\n]*\?")
+
+
+def question_of(text: str, subject: str) -> str:
+    """What a message asks, in its own words: its first question, else its subject or first line."""
+    found = QUESTION_SENTENCE.search(text)
+    if found and found.group().strip(" ?"):
+        question = found.group()
+    else:
+        question = subject or next((line for line in text.splitlines() if line.strip()), "")
+    return " ".join(question.split())[:140]
+
+
+def common_questions(questions: list[str], limit: int = 5) -> list[tuple[str, int, list[str]]]:
+    """The most common questions, grouped by their telling words: (an example, how many, the words)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for question in questions:
+        key = tuple(sorted(keywords(question, 3)))
+        if key:
+            groups.setdefault(key, []).append(question)
+    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [(asked[0], len(asked), list(words)) for words, asked in ranked[:limit]]
 
 
 def keywords(text: str, limit: int = 8) -> list[str]:
@@ -356,6 +389,10 @@ def headline(facts: DigestFacts) -> list[str]:
     if facts.held_back_total:
         lines.append(f"{_n(facts.held_back_total, 'message')} got no automatic reply (robots, lists, "
                      "limits).")
+    if facts.faq_sent:
+        unhelpful = sum(facts.faq_unhelpful.values())
+        lines.append(f"{_n(sum(facts.faq_sent.values()), 'question')} answered at once from the FAQ; "
+                     f"{unhelpful} {'reply says' if unhelpful == 1 else 'replies say'} the answer did not help.")
     if facts.unmatched_words:
         words = ", ".join(w for w, _ in facts.unmatched_words[:4])
         lines.append(f"Mail no rule understood shares the words {words}: a candidate for a new rule.")
@@ -397,9 +434,24 @@ def sections(ctx: Context, facts: DigestFacts) -> list[Section]:
         result.append(Section("Mail no rule understood", [
             f"{_n(facts.unmatched, 'message')} matched no rule; the words they share: {shared}"],
             "a new rule in rules/ could answer such mail better; supportd try shows what a message hits"))
+    result.extend(_faq_sections(facts))
     if facts.idle_rules:
         result.append(Section("Rules that matched nothing this week", [", ".join(facts.idle_rules)]))
     return [s for s in result if s.items]
+
+
+def _faq_sections(facts: DigestFacts) -> list[Section]:
+    candidates = common_questions(facts.unanswered_questions)
+    return [
+        Section("FAQ answers sent", [f"{n} × {entry}" for entry, n in facts.faq_sent.most_common()]),
+        Section("FAQ answers customers said did not help", [
+            f"{n} × {entry}" for entry, n in facts.faq_unhelpful.most_common()],
+            "each went to a person with an alert; a clearer answer in rules/60-faq-*.yaml helps the next customer"),
+        Section("Questions no FAQ entry answered (candidates for new entries)", [
+            f"{n} × \"{example}\"" + (f" (and similar: {', '.join(words)})" if n > 1 else "")
+            for example, n, words in candidates],
+            "a new entry in rules/60-faq-*.yaml answers such questions at once; supportd try shows what matches"),
+    ]
 
 
 def _confirmation_items(facts: DigestFacts) -> list[str]:

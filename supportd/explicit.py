@@ -61,6 +61,8 @@ class Language:
     anger: re.Pattern[str]
     repeat_contact: re.Pattern[str]
     order_number: re.Pattern[str]
+    not_helped: re.Pattern[str] = _NEVER  # a reply to an FAQ answer that says it did not help
+    helped: re.Pattern[str] = _NEVER  # ... or that it did ("thanks, that helped")
 
     @classmethod
     def from_lists(cls, lists: dict[str, list[str]], order_number: str) -> Language:
@@ -79,6 +81,8 @@ class Language:
             anger=words("anger"),
             repeat_contact=words("repeat_contact"),
             order_number=re.compile(order_number, re.IGNORECASE),
+            not_helped=words("not_helped"),
+            helped=words("helped"),
         )
 
 

@@ -28,6 +28,7 @@ CAUSES = {
     "action-failed": "a confirmed change that could not be made",
     "rules-broken": "the rule files have an error",
     "bad-tokens": "repeated invalid confirmation codes",
+    "faq-unhelpful": "a customer said an FAQ answer did not help",
 }
 
 

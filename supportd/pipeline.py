@@ -405,6 +405,10 @@ def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
         # for the digest's "words shared by mail no rule understood" (only such mail keeps any words)
         "keywords": (digest.keywords(f"{plan.msg.topic}\n{plan.msg.own_text}")
                      if plan.new_ticket and not plan.decision.matched_rules else []),
+        "faq": plan.faq, "faq_unhelpful": plan.faq_unhelpful,
+        # for the digest's "questions no FAQ entry answers": the question of mail nothing understood
+        "question": (digest.question_of(plan.msg.own_text, plan.msg.topic)
+                     if plan.new_ticket and not plan.decision.matched_rules and plan.decision.faq is None else ""),
     }
 
 

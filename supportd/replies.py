@@ -35,7 +35,7 @@ from supportd.yamlfile import shown_path
 
 # Replies the code sends by name, beside those the rules name.
 REQUIRED = (
-    "confirm", "confirm_unclear", "confirm_expired", "action_done", "action_kept", "action_confirmed",
+    "faq", "confirm", "confirm_unclear", "confirm_expired", "action_done", "action_kept", "action_confirmed",
     "cap_notice", "resolved", "owner_action", "owner_escalation",
 )
 OWNER_PREFIX = "owner_"
@@ -70,6 +70,7 @@ VARIABLES = {
     "message": "a personal text (supportd resolve --message), or ''",
     "count": "how many messages today (cap notice)",
     "details": "facts for the owner (owner_ templates)",
+    "faq_answer": "the answer of the FAQ entry the question matched (rules/60-faq-*.yaml), or None",
 }
 
 
@@ -92,6 +93,7 @@ class Replies:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._answers: dict[str, jinja2.Template] = {}  # FAQ answers, compiled once
         self._our_text: OurText | None = None
 
     def our_text(self) -> OurText:
@@ -121,10 +123,17 @@ class Replies:
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         values = {key: None for key in VARIABLES} | dict(context)
         values["snippets"] = self._snippets(values.get("snippets") or (), values)
+        if values.get("faq_answer"):  # the owner's answer text is a template too (never customer text)
+            values["faq_answer"] = self._answer(str(values["faq_answer"])).render(values).strip()
         text = self.env.get_template(f"{name}.txt").render(values).strip() + "\n"
         html_path = self.folder / f"{name}.html"
         html = self.env.get_template(f"{name}.html").render(values) if html_path.exists() else None
         return Rendered(text=text, html=html)
+
+    def _answer(self, source: str) -> jinja2.Template:
+        if source not in self._answers:
+            self._answers[source] = self.env.from_string(source)
+        return self._answers[source]
 
     def _snippets(self, names: Iterable[str], values: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(names, dict):
@@ -187,7 +196,7 @@ def sample_context() -> dict[str, Any]:
         "reward_code": "THANKS-1234", "snippets": {}, "mentions": ["unsubscribe"],
         "action": "cancel order 77120", "done": "cancelled order 77120", "expires": "Thursday 14:00",
         "token": "x" * 27, "undo": "", "message": "",
-        "count": 11, "details": "",
+        "count": 11, "details": "", "faq_answer": "We accept PayPal, credit cards and bank transfer.",
     }
 
 

@@ -35,17 +35,22 @@ from typing import Any, Protocol
 from supportd import explicit
 from supportd.errors import InvalidFiles, Problem
 from supportd.explicit import Language
+from supportd.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
+from supportd.language import detect_language
 from supportd.message import Inbound
 from supportd.yamlfile import Section, YList, YMap, load_yaml, shown_path, walk_files
 
 LANGUAGE_FILE_KEY = "language"
+FAQ_FILE_KEY = "faq"
+LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 BUILTIN_ACTIONS = ("open_ticket", "order_status", "escalate", "reward_code", "no_reply")
 BUILTIN_CONFIRM_ACTIONS = ("cancel_order", "cancel_subscription", "unsubscribe")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CONDITION_KEYS = ("subject", "text", "message", "from", "to", "headers", "all", "any", "not")
+FAQ_ENTRY_KEYS = ("name", "language", "answer", *CONDITION_KEYS)
 RULE_KEYS = ("name", "priority", "reply", "actions", "snippets", "confirm_action", *CONDITION_KEYS)
 LANGUAGE_LISTS = ("requests", "polite_questions", "negations", "musings", "conditions", "process_questions",
-                  "affirmations", "refusals", "anger", "repeat_contact")
+                  "affirmations", "refusals", "anger", "repeat_contact", "not_helped", "helped")
 HOLDING_BACK_LISTS = ("negations", "musings", "conditions", "process_questions")
 DEFAULT_ORDER_NUMBER = r"(?:order|purchase|bestellung)\s*(?:number|no\.?|nr\.?|#)?\s*[:#]?\s*([A-Z0-9][A-Z0-9-]{3,})"
 
@@ -206,6 +211,13 @@ class Decision:
     matched_rules: tuple[str, ...] = ()
     angry: bool = False
     repeat_contact: bool = False
+    faq: FaqMatch | None = None
+    language: str = DEFAULT_LANGUAGE
+
+    @property
+    def faq_entry(self) -> FaqEntry | None:
+        """The FAQ entry whose answer this message can get (matched, and its answer written)."""
+        return self.faq.entry if self.faq else None
 
     @property
     def tentative_mentions(self) -> tuple[Mention, ...]:
@@ -218,6 +230,7 @@ class RuleSet:
     rules: list[Rule]
     language: Language
     files: dict[str, float] = field(default_factory=dict)
+    faq: FaqSet = field(default_factory=FaqSet)
 
     @property
     def fallback(self) -> Intent:
@@ -239,13 +252,15 @@ class RuleSet:
         order_number = self._order_number(view)
         angry = bool(self.language.anger.search(view.text) or self.language.anger.search(view.subject))
         repeat = bool(self.language.repeat_contact.search(view.text))
+        language = detect_language(view.text or view.subject, DEFAULT_LANGUAGE)
+        faq = self.faq.match(view, language, _why)
         if not matches:
             fallback = self.fallback
             return Decision(
                 primary_intent=fallback.name, intents=(fallback.name,), rule=fallback.name,
                 why="no rule matched", reply=fallback.reply, actions=fallback.actions, snippets=(),
                 explicit_request=None, held_action=None, order_number=order_number,
-                angry=angry, repeat_contact=repeat,
+                angry=angry, repeat_contact=repeat, faq=faq, language=language,
             )
         ranked = sorted(matches, key=lambda m: -m[0].priority)  # stable: file order breaks ties
         primary_rule, primary_hits = ranked[0]
@@ -270,6 +285,8 @@ class RuleSet:
             matched_rules=tuple(rule.name for rule, _ in matches),
             angry=angry,
             repeat_contact=repeat,
+            faq=faq,
+            language=language,
         )
 
     def _mentions(self, view: View, matches: list[tuple[Rule, list[Hit]]]) -> list[Mention]:
@@ -395,6 +412,7 @@ class _RuleReader:
         self.language_lists: dict[str, list[str]] = {}
         self.language_file: str | None = None
         self.order_number = DEFAULT_ORDER_NUMBER
+        self.faq_entries: list[FaqEntry] = []
 
     def read_file(self, path: Path) -> None:
         shown = shown_path(path, self.base.parent)
@@ -405,6 +423,9 @@ class _RuleReader:
         if top.has(LANGUAGE_FILE_KEY):
             self.read_language(top.take_section(LANGUAGE_FILE_KEY), shown)
             top.finish()
+            return
+        if top.has(FAQ_FILE_KEY):
+            self.read_faq(top, shown)
             return
         self.read_intent(top, shown)
 
@@ -421,6 +442,62 @@ class _RuleReader:
             if self.compile_regex(pattern, section, "order_number") is not None:
                 self.order_number = pattern
         section.finish()
+
+    def read_faq(self, top: Section, shown: str) -> None:
+        """A file of FAQ entries on one topic (see ``supportd.faq``)."""
+        topic = top.take(FAQ_FILE_KEY, str, "", required=True)
+        if topic and not INTENT_NAME.match(topic):
+            top.error(top.line_of(FAQ_FILE_KEY), f"faq topic '{topic}' must be lower case letters, digits and _")
+        entries = top.data.get("entries")
+        top.known.append("entries")
+        if isinstance(entries, YList) and entries:
+            for index, item in enumerate(entries):
+                self.read_faq_entry(item, topic, shown, entries.line_of(index))
+        else:
+            top.error(top.line_of("entries") if top.has("entries") else top.line,
+                      f"faq '{topic}' needs 'entries': a list, each starting with '- name:'")
+        top.finish()
+
+    def read_faq_entry(self, item: Any, topic: str, shown: str, line: int) -> None:
+        entry = Section(item, shown, self.problems, "entry", line)
+        entry.known.extend(FAQ_ENTRY_KEYS)
+        name = entry.take("name", str, "", required=True)
+        where = f"{shown}:{entry.line}"
+        if name in self.rule_lines:
+            entry.error(entry.line_of("name"), f"name '{name}' is also used at {self.rule_lines[name]}")
+        self.rule_lines[name] = where
+        language = entry.take("language", str, "", required=True)
+        if language and not LANGUAGE_CODE.match(language):
+            entry.error(entry.line_of("language"), f"language '{language}' must be a two-letter code like en or de")
+        problems_before = len(self.problems)
+        condition = self.condition_of(entry)
+        if condition is None and len(self.problems) == problems_before and not _unknown_keys(entry):
+            entry.error(entry.line, f"faq entry '{name}' has no condition; add one of: {', '.join(CONDITION_KEYS)}")
+        answer = entry.take("answer", str, None)
+        if answer is not None and not answer.strip():
+            answer = None
+        if answer is not None:
+            self.check_answer(answer, entry)
+        self.faq_entries.append(FaqEntry(name=name, topic=topic, language=language,
+                                         condition=condition or AnyOf(()), answer=answer, where=where))
+        entry.finish()
+
+    def check_answer(self, answer: str, entry: Section) -> None:
+        """An answer is a template: its syntax and its variables are checked at the line they are on."""
+        import jinja2
+        import jinja2.meta
+        from jinja2.sandbox import SandboxedEnvironment
+
+        from supportd.replies import VARIABLES
+
+        first = entry.line_of("answer") + (1 if "\n" in answer else 0)  # a block (answer: |) starts below
+        try:
+            parsed = SandboxedEnvironment().parse(answer)
+        except jinja2.TemplateSyntaxError as exc:
+            entry.error(first + (exc.lineno or 1) - 1, f"answer: template syntax: {exc.message}")
+            return
+        for variable in sorted(jinja2.meta.find_undeclared_variables(parsed) - set(VARIABLES)):
+            entry.error(first, f"answer: unknown variable '{variable}'; known: {', '.join(VARIABLES)}")
 
     def read_intent(self, top: Section, shown: str) -> None:
         name = top.take("intent", str, "", required=True)
@@ -604,7 +681,7 @@ class _RuleReader:
         if self.problems:
             raise InvalidFiles(self.problems)
         language = Language.from_lists(self.language_lists, self.order_number)
-        return RuleSet(self.intents, self.rules, language)
+        return RuleSet(self.intents, self.rules, language, faq=FaqSet(self.faq_entries))
 
     def check_language_for_irreversible_intents(self) -> None:
         """An irreversible intent needs the lists that hold a mention back: without negations,

@@ -86,7 +86,11 @@ def peek_number(ctx: Context) -> int:
 
 
 def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_up: bool,
-               due: dt.datetime | None) -> Doc:
+               due: dt.datetime | None, faq: str | None = None) -> Doc:
+    """A new ticket; without ``follow_up`` it is closed at once (answered, or waiting for the customer).
+
+    ``faq`` names the FAQ entry that answered it: the ticket waits for the customer (no due time,
+    never overdue), and their reply comes back to a person."""
     assert msg.sender is not None
     if number != peek_number(ctx):
         raise RuntimeError("ticket numbers must be taken in order")
@@ -110,20 +114,23 @@ def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_u
     }
     if not follow_up:
         doc["outcome"] = "answered"
+    if faq:
+        doc.update(faq=faq, waiting="customer")
     save(ctx, doc)
     return doc
 
 
-def join(ctx: Context, ticket: Doc, msg: Inbound, due: dt.datetime) -> Doc:
-    """A follow-up on the ticket: count it, and open the ticket again if it was closed."""
+def join(ctx: Context, ticket: Doc, msg: Inbound, due: dt.datetime, reopen: bool = True) -> Doc:
+    """A follow-up on the ticket: count it, and open the ticket again if it was closed (unless the
+    follow-up needs no person: ``reopen=False``)."""
     changes: dict[str, Any] = {
         "last_message": iso(ctx.now()),
         "messages": int(ticket.get("messages", 0)) + 1,
         "thread": (ticket.get("thread", []) + ([msg.message_id] if msg.message_id else []))[-20:],
     }
-    if ticket["state"] != OPEN:
+    if ticket["state"] != OPEN and reopen:
         changes.update(state=OPEN, due=iso(due), closed_at=None, reopened=int(ticket.get("reopened", 0)) + 1,
-                       outcome=None)
+                       outcome=None, waiting=None)
     return update(ctx, ticket, **changes)
 
 

@@ -25,7 +25,7 @@ from supportd.message import parse
 
 EMPTY_ANSWER: dict[str, Any] = {
     "primary_intent": None, "intents": [], "explicit_request": None, "auto_reply": False,
-    "skip_reason": None, "rule": None, "reply": None, "held_action": None, "own_text": None,
+    "skip_reason": None, "rule": None, "reply": None, "held_action": None, "own_text": None, "faq": None,
 }
 
 # Line breaks to str.splitlines() that JSON leaves unescaped: one answer must stay one line.
@@ -61,7 +61,9 @@ def try_one(ctx: Context, path: Path) -> dict[str, Any]:
         return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "error",
                 "error": f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})"}
     # own_text: the customer's own words exactly as the rules read them
-    return {"file": str(path), **plan.summary(), "own_text": plan.msg.own_text}
+    faq = plan.decision.faq
+    return {"file": str(path), **plan.summary(), "own_text": plan.msg.own_text,
+            "faq_unfilled": list(faq.unfilled) if faq else []}
 
 
 def describe(answer: dict[str, Any]) -> str:
@@ -73,6 +75,10 @@ def describe(answer: dict[str, Any]) -> str:
     lines.append(f"  rule:   {answer['rule']}: {answer.get('why', '')}")
     for mention in answer.get("mentions", []):
         lines.append(f"  {mention['intent']}: {mention['kind']} (\"{mention['sentence'][:80]}\")")
+    if answer.get("faq"):
+        lines.append(f"  faq:    {answer['faq_why']}")
+    for name in answer.get("faq_unfilled", []):
+        lines.append(f"  faq:    {name} matched, but its answer is not written yet (it never sends until it is)")
     if answer["explicit_request"]:
         lines.append(f"  explicit request: {answer['explicit_request']}")
     if answer["held_action"]:
