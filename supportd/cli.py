@@ -121,9 +121,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     unfilled = rules.faq.unfilled()
     print(f"ok: {where}: {len(rules.rules)} rules for {len(rules.intents)} intents, "
           f"{len(rules.faq.entries)} FAQ entries ({len(unfilled)} without an answer), {len(replies.names())} replies")
-    for entry in unfilled:
+    for entry in unfilled:  # to do, not wrong: on stderr, so stdout stays the one "ok:" line
         print(f"{entry.where}: FAQ entry '{entry.name}' has no answer yet: write one under 'answer:' "
-              "(until then it never sends)")
+              "(until then it never sends)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -320,14 +320,24 @@ def question_of(text: str, subject: str) -> str:
 
 
 def common_questions(questions: list[str], limit: int = 5) -> list[tuple[str, int, list[str]]]:
-    """The most common questions, grouped by their telling words: (an example, how many, the words)."""
-    groups: dict[tuple[str, ...], list[str]] = {}
+    """The most common questions: (an example, how many, the words they share), most asked first.
+
+    Questions that share two telling words ("gift vouchers for birthdays?", "are gift vouchers
+    available?") count as one question asked twice.
+    """
+    groups: list[tuple[list[str], Counter[str]]] = []  # (the questions, how many of them use each word)
     for question in questions:
-        key = tuple(sorted(keywords(question, 3)))
-        if key:
-            groups.setdefault(key, []).append(question)
-    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    return [(asked[0], len(asked), list(words)) for words, asked in ranked[:limit]]
+        words = set(keywords(question, 6))
+        if not words:
+            continue
+        group = next((g for g in groups if len(words & set(g[1])) >= 2), None)
+        if group is None:
+            groups.append(([question], Counter(words)))
+        else:
+            group[0].append(question)
+            group[1].update(words)
+    ranked = sorted(groups, key=lambda g: -len(g[0]))
+    return [(asked[0], len(asked), sorted(w for w, n in counts.items() if n > 1)) for asked, counts in ranked[:limit]]
 
 
 def keywords(text: str, limit: int = 8) -> list[str]:

@@ -87,13 +87,13 @@ digest:                    # the weekly email to the owner
 NEXT_STEPS = """\
 Wrote {dir}:
   {config}   the settings, every one commented
-  rules/           how mail is sorted (one YAML file per intent)
+  rules/           how mail is sorted (one YAML file per intent), and your FAQ (rules/60-faq-*.yaml)
   replies/         what customers receive (text, optional HTML)
 
 Next:
   1. Edit {config}: your shop, your mail servers, your hours.
   2. Put the passwords where the config says (e.g. /etc/supportd/credentials/imap-password, mode 0600).
-  3. supportd check --config {config}
+  3. supportd check --config {config}   (it also lists the FAQ answers still to write)
   4. supportd try --config {config} some-customer-mail.eml
   5. systemctl enable --now supportd   (see the README: "Install as a service")
 """

@@ -283,7 +283,7 @@ def test_default_replies_render_without_ragged_lines(name: str) -> None:
     """Each customer reply renders with realistic values: footer last, no doubled blank lines."""
     values = sample_context() | {"footer": "Example Shop · +49 30 1234567 · https://shop.example"}
     text = Replies(REPO / "replies").render(name, values).text
-    assert text.startswith("Hello Ada,\n\n")
+    assert text.startswith(("Hello Ada,\n\n", "Hallo Ada,\n\n"))  # English, or German (faq_de)
     assert text.rstrip().endswith("-- \nExample Shop · +49 30 1234567 · https://shop.example")
     assert "\n\n\n" not in text
     assert "\n\n-- \n" in text  # the signature stands apart
