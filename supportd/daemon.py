@@ -63,6 +63,8 @@ def load_rules_and_replies(config: Config) -> tuple[RuleSet, Replies]:
     problems = [p for p in replies.check(intent_replies) if "avoid '" not in p.message]
     if problems:
         raise InvalidFiles(problems)
+    # the FAQ's answers are our words too: pasted back in a reply, they are not the customer's
+    replies.more_of_our_text = [entry.answer for entry in rules.faq.entries if entry.answer]
     return rules, replies
 
 

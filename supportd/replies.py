@@ -95,6 +95,7 @@ class Replies:
         )
         self._answers: dict[str, jinja2.Template] = {}  # FAQ answers, compiled once
         self._our_text: OurText | None = None
+        self.more_of_our_text: list[str] = []  # templates kept elsewhere: the FAQ's answers
 
     def our_text(self) -> OurText:
         """The fixed text of every template: what supportd writes, never the customer's words."""
@@ -102,16 +103,21 @@ class Replies:
             fragments: list[str] = []
             for path in sorted(self.folder.rglob("*.txt")) + sorted(self.folder.rglob("*.html")):
                 fragments.extend(self._fixed_text(path))
+            for source in self.more_of_our_text:
+                fragments.extend(self._fixed_pieces(source))
             self._our_text = OurText(fragments)
         return self._our_text
 
     def _fixed_text(self, path: Path) -> list[str]:
+        pieces = self._fixed_pieces(path.read_text(encoding="utf-8", errors="replace"))
+        return [html_to_text(piece) for piece in pieces] if path.suffix == ".html" else pieces
+
+    def _fixed_pieces(self, source: str) -> list[str]:
         try:
-            parsed = self.env.parse(path.read_text(encoding="utf-8", errors="replace"))
+            parsed = self.env.parse(source)
         except jinja2.TemplateSyntaxError:
             return []  # reported by check(); a broken template says nothing
-        pieces = [node.data for node in parsed.find_all(jinja2.nodes.TemplateData)]
-        return [html_to_text(piece) for piece in pieces] if path.suffix == ".html" else pieces
+        return [node.data for node in parsed.find_all(jinja2.nodes.TemplateData)]
 
     def names(self) -> set[str]:
         if not self.folder.is_dir():

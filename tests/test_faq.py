@@ -309,3 +309,17 @@ def test_the_digest_shows_faq_answers_the_unhelpful_ones_and_questions_without_a
     candidates = sections["Questions no FAQ entry answered (candidates for new entries)"]
     assert '2 × "Do you sell gift vouchers for birthdays?" (and similar: birthdays, gift, vouchers)' in candidates
     assert '1 × "Can I bring my dog to the shop?"' in candidates
+
+
+def test_an_faq_answer_pasted_back_is_not_the_customers_words() -> None:
+    """A reply that pastes our FAQ answer back without quote marks: only the customer's line is theirs."""
+    from supportd.actions import without_our_text
+
+    ctx = offline_context()
+    ctx.replies = Replies(REPO / "replies")
+    ctx.replies.more_of_our_text = ["We accept PayPal, all major credit cards and bank transfer: "
+                                    "you choose when you pay at checkout in {{ shop }}."]
+    body = ("That did not help, I wanted to know about gift cards.\n\n"
+            "We accept PayPal, all major credit cards and bank transfer: you choose when you pay at checkout in\n")
+    own = without_our_text(ctx, parse(mail(body, subject="Re: Paying"))).own_text
+    assert "did not help" in own and "PayPal" not in own
