@@ -151,12 +151,16 @@ class Finished:
     stderr: str
 
 
-def run_measured(command: list[str], log_dir: Path, timeout: float) -> Finished:
-    """Run ``command``; its wall time and its own peak RSS (from wait4, so no other child counts)."""
+def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[str, str] | None = None) -> Finished:
+    """Run ``command``; its wall time and its own peak RSS (from wait4, so no other child counts).
+
+    ``env`` defaults to ``child_env()`` (supportd from this checkout).
+    """
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env())
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                   env=child_env() if env is None else env)
         status, usage = _wait4(process, timeout)
         seconds = time.perf_counter() - started
     returncode = os.waitstatus_to_exitcode(status)
