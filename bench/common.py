@@ -211,7 +211,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     found = {"python": sys.version.split()[0], "supportd": __version__}
-    for package in ("tinydb", "imapclient", "aiosmtplib", "mail-parser", "aiosmtpd"):
+    for package in ("tinydb", "imapclient", "aiosmtplib", "aiosmtpd"):
         with contextlib.suppress(Exception):
             found[package] = version(package)
     with contextlib.suppress(Exception):

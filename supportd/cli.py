@@ -54,7 +54,6 @@ def setup_logging(verbose: bool) -> None:
     for noisy in ("imapclient", "asyncio", "aiosmtplib", "mail.log"):
         if os.environ.get("SUPPORTD_DEBUG") != "protocol":
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("mailparser").setLevel(logging.ERROR)  # a warning for every unusual MIME part
 
 
 def config_path(args: argparse.Namespace) -> Path:
