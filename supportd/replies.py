@@ -13,6 +13,7 @@ in a subject or a name can never start a new header.
 from __future__ import annotations
 
 import email.charset
+import email.policy
 import email.utils
 import re
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,27 @@ OWNER_PREFIX = "owner_"
 TICKET_TAG = re.compile(r"\[#\d{3,9}\]")
 _QUOTED_PRINTABLE_UTF8 = email.charset.Charset("utf-8")
 _QUOTED_PRINTABLE_UTF8.body_encoding = email.charset.QP  # readable in any client, unlike base64
+
+
+class _Compat32OneLine(email.policy.Compat32):
+    """compat32, with a short cut for a header that needs no folding and no encoding.
+
+    A one-line ASCII value that fits in 78 characters with its name is written as ``Name: value``,
+    which is what compat32's ``Header`` folding gives for it too (``tests/test_replies.py`` holds
+    the two equal); only that ``Header`` object is skipped. It was half of a reply's serialisation
+    (cProfile of a 3,000-reply backlog: 3.0 s of 3.6 s in folding). Any other value folds as before.
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if (isinstance(value, str) and len(name) + 2 + len(value) <= 78 and value.isascii()
+                and value.isprintable() and value == value.strip() and "  " not in value):
+            return f"{name}: {value}{self.linesep}"
+        folded: str = super()._fold(name, value, sanitize)  # type: ignore[misc]
+        return folded
+
+
+# Outgoing mail's policy: compat32's output, faster (see _Compat32OneLine).
+OUTGOING_POLICY = _Compat32OneLine()
 PHRASES_TO_AVOID = ("yes, but", "yes but", "i don't know", "i do not know", "i dont know", "beats me",
                     "i'm busy", "i am busy", "im busy", "no idea", "not my problem", "can't help you",
                     "cannot help you")
@@ -279,7 +301,7 @@ def _body(rendered: Rendered) -> Message:
     text = _text_part(rendered.text, "plain")
     if not rendered.html:
         return text
-    alternative = MIMEMultipart("alternative")
+    alternative = MIMEMultipart("alternative", policy=OUTGOING_POLICY)
     del text["MIME-Version"]
     alternative.attach(text)
     html = _text_part(rendered.html, "html")
@@ -289,7 +311,7 @@ def _body(rendered: Rendered) -> Message:
 
 
 def _text_part(content: str, subtype: str) -> Message:
-    part = Message()
+    part = Message(policy=OUTGOING_POLICY)
     part.set_payload(content, _QUOTED_PRINTABLE_UTF8)  # adds MIME-Version, Content-Type and the encoding
     part.set_type(f"text/{subtype}")
     return part
