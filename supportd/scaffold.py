@@ -95,7 +95,7 @@ Next:
   2. Put the passwords where the config says (e.g. /etc/supportd/credentials/imap-password, mode 0600).
   3. supportd check --config {config}   (it also lists the FAQ answers still to write)
   4. supportd try --config {config} some-customer-mail.eml
-  5. systemctl enable --now supportd   (see the README: "Install as a service")
+  5. systemctl enable --now supportd   (see the README: "Running under systemd")
 """
 
 

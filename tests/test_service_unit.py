@@ -155,7 +155,10 @@ def test_daemon_contract(source: str) -> None:
     d = _directives((ROOT / source).read_text())
     assert d["Type"] == ["notify"]
     assert d["NotifyAccess"] == ["main"]
-    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    (config,) = {value.split("--config ")[1] for value in d["ExecStart"]}
+    assert d["ExecStartPre"] == [f"{INSTALLED_EXECUTABLE} check --config {config}"]  # a broken config never starts
+    assert d["ExecReload"] == [f"{INSTALLED_EXECUTABLE} check --config {config}", "/bin/kill -HUP $MAINPID"]
+    assert 120 <= int(d["TimeoutStartSec"][0]) <= 300  # READY=1 waits for the first IMAP login (with backoff)
     assert d["KillSignal"] == ["SIGTERM"]
     assert d["TimeoutStopSec"] == ["15"]
     assert d["Restart"] == ["on-failure"]
@@ -175,6 +178,8 @@ def test_template_differs_only_per_instance() -> None:
     per_instance = {
         "Description",
         "ExecStart",
+        "ExecStartPre",
+        "ExecReload",
         "StateDirectory",
         "LoadCredential",
         "SyslogIdentifier",

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# CI: what a user gets from an ordinary (not editable) install. Builds the wheel, installs it into
+# a fresh venv in a temp folder, and runs `supportd init`, `check` and `try` from that venv, so a
+# data file left out of the wheel (rules/, replies/, replies/snippets/) fails here, not on a server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/supportd-wheel-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+started=$SECONDS
+.venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$work/dist" .
+/usr/bin/python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/dist/supportd-*.whl
+cd "$work"  # nothing from the source tree on the path: only what the wheel installed
+"$work/venv/bin/supportd" init "$work/etc" >/dev/null
+"$work/venv/bin/supportd" check --config "$work/etc/supportd.yaml"
+printf 'From: Ada <ada@example.org>\nTo: support@shop.example\nSubject: Broken mug\nMessage-ID: <w1@example.org>\n\nMy mug arrived broken.\n' > mug.eml
+out=$("$work/venv/bin/supportd" try --json --config "$work/etc/supportd.yaml" mug.eml)
+echo "$out" | "$work/venv/bin/python" -c 'import json,sys; a=json.loads(sys.stdin.read()); assert a["primary_intent"]=="defect" and a["reply"], a'
+echo "wheel-check: built, installed (not editable) and ran init, check and try in $((SECONDS - started)) s"
