@@ -1,4 +1,4 @@
-"""supportd's command line: run | once | check | try | demo | digest | pending | tickets | resolve | init | recover."""
+"""supportd's command line: run, once, check, try, demo, digest, pending, tickets, resolve, status, init, recover."""
 
 from __future__ import annotations
 
@@ -67,6 +67,36 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
+def load_as_owner(args: argparse.Namespace) -> Config:
+    """The config, for a command that touches the state: run as root, it acts as the state folder's owner."""
+    from supportd.writer import act_as_state_owner
+
+    return act_as_state_owner(load(args))
+
+
+def change(args: argparse.Namespace, request: dict[str, Any]) -> int:
+    """Hand a state change to the running daemon, or make it here as the one writer (see supportd.writer)."""
+    from supportd import changes
+    from supportd.daemon import Daemon, open_context
+    from supportd.writer import change_state
+
+    config = load_as_owner(args)
+
+    def apply_here(req: dict[str, Any]) -> dict[str, Any]:
+        answer = changes.apply(open_context(config, SystemClock()), req)
+        if answer.get("queued"):
+            try:
+                Daemon(config).run_once()
+                answer["text"] += "; sent"
+            except Exception as exc:  # the mail stays queued; the daemon sends it when it runs
+                answer["text"] += f"; the mail is queued and goes out when supportd runs ({exc})"
+        return answer
+
+    answer = change_state(config.state_dir, request, apply_here)
+    print(answer["text"], file=sys.stdout if answer["ok"] else sys.stderr)
+    return EXIT_OK if answer["ok"] else EXIT_FAILED
+
+
 def _missing_config(path: Path) -> Any:
     from supportd.errors import Problem
 
@@ -79,16 +109,22 @@ def _missing_config(path: Path) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from supportd.daemon import Daemon
+    from supportd.writer import writer_lock
 
-    daemon = Daemon(load(args))
-    daemon.install_signal_handlers()
-    return daemon.run()
+    config = load_as_owner(args)
+    with writer_lock(config.state_dir, "daemon"):
+        daemon = Daemon(config)
+        daemon.install_signal_handlers()
+        return daemon.run()
 
 
 def cmd_once(args: argparse.Namespace) -> int:
     from supportd.daemon import Daemon
+    from supportd.writer import writer_lock
 
-    report = Daemon(load(args)).run_once()
+    config = load_as_owner(args)
+    with writer_lock(config.state_dir, "command"):
+        report = Daemon(config).run_once()
     print(f"handled {report.handled} messages, acknowledged {report.acknowledged}, "
           f"sent {report.sent} mails, quarantined {report.quarantined}")
     return EXIT_OK
@@ -146,29 +182,16 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from supportd import digest
     from supportd.daemon import open_context
 
-    config = load(args)
-    ctx = open_context(config, SystemClock())
-    with ctx.ledger.locked():
-        week = digest.week_ending(ctx, ctx.now())
-        if args.preview:
-            facts = digest.gather(ctx, week)
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
-            (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
-            print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
-            return EXIT_OK
-        from supportd.outbox import queue
-
-        queue(ctx, digest.compose_digest(ctx, week, ref=f"now{ctx.now():%Y%m%d%H%M%S}"))
-    from supportd.daemon import Daemon
-
-    try:
-        Daemon(config).run_once()
-    except Exception as exc:  # the digest stays queued; the daemon sends it
-        print(f"the digest is queued; supportd sends it when the mail server answers ({exc})")
-        return EXIT_OK
-    print(f"sent the digest to {config.shop.owner_address}")
+    if args.send:
+        return change(args, {"kind": "digest-send"})
+    ctx = open_context(load_as_owner(args), SystemClock())
+    week = digest.week_ending(ctx, ctx.now())
+    facts = digest.gather(ctx, week)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
+    (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
+    print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
     return EXIT_OK
 
 
@@ -177,22 +200,13 @@ def cmd_pending(args: argparse.Namespace) -> int:
     from supportd import pending
     from supportd.daemon import open_context
 
-    if args.action == "drop" and not args.id:
-        print("say which one: supportd pending drop ID (the ids are in 'supportd pending')", file=sys.stderr)
-        return EXIT_FAILED
-    ctx = open_context(load(args), SystemClock())
-    with ctx.ledger.locked():
-        if args.action == "drop":
-            held = ctx.ledger.get("pending", id=args.id)
-            if held is None or held["state"] != pending.WAITING:
-                print(f"no waiting action '{args.id}'", file=sys.stderr)
-                return EXIT_FAILED
-            ctx.ledger.patch("pending", "id", args.id, state=pending.DROPPED)
-            ctx.ledger.record("pending", args.id, action=held["action"], outcome=pending.DROPPED,
-                              ticket=held["ticket"])
-            print(f"dropped {args.id}: nothing will be done, and a late 'yes' changes nothing")
-            return EXIT_OK
-        rows = [p for p in ctx.ledger.find("pending") if p["state"] not in pending.FINAL]
+    if args.action == "drop":
+        if not args.id:
+            print("say which one: supportd pending drop ID (the ids are in 'supportd pending')", file=sys.stderr)
+            return EXIT_FAILED
+        return change(args, {"kind": "pending-drop", "id": args.id})
+    ctx = open_context(load_as_owner(args), SystemClock())
+    rows = [p for p in ctx.ledger.find("pending") if p["state"] not in pending.FINAL]
     if not rows:
         print("no pending actions")
     for held in sorted(rows, key=lambda p: p["created"]):
@@ -207,9 +221,8 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     from supportd import tickets
     from supportd.daemon import open_context
 
-    ctx = open_context(load(args), SystemClock())
-    with ctx.ledger.locked():
-        rows = tickets.open_tickets(ctx)
+    ctx = open_context(load_as_owner(args), SystemClock())
+    rows = tickets.open_tickets(ctx)
     if not rows:
         print("no open tickets")
     for line in ticket_lines(rows, ctx.now(), ctx.config.hours.timezone):
@@ -237,28 +250,29 @@ def ticket_lines(rows: list[dict[str, Any]], now: dt.datetime, timezone: str) ->
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     """Close a ticket and, unless --quiet, tell the customer personally that it is sorted."""
-    from supportd.daemon import Daemon, open_context
-    from supportd.resolve import resolve_ticket
-
     number = args.ticket.strip().lstrip("#")
     if not number.isdigit():
         print(f"'{args.ticket}' is not a ticket number (like 1042); the open ones: supportd tickets",
               file=sys.stderr)
         return EXIT_FAILED
+    return change(args, {"kind": "resolve", "ticket": int(number), "message": args.message or "",
+                         "quiet": bool(args.quiet)})
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Is supportd running, can it reach its servers, and is anything waiting for the owner?"""
+    import json
+
+    from supportd import health
+    from supportd.writer import running_daemon
+
     config = load(args)
-    ctx = open_context(config, SystemClock())
-    with ctx.ledger.locked():
-        outcome = resolve_ticket(ctx, int(number), message=args.message or "", tell_customer=not args.quiet)
-    if not outcome.done:
-        print(outcome.text, file=sys.stderr)
-        return EXIT_FAILED
-    print(outcome.text)
-    if not args.quiet:
-        try:
-            Daemon(config).run_once()
-        except Exception as exc:  # the mail stays queued; the daemon sends it
-            print(f"the message is queued; supportd sends it when the mail server answers ({exc})")
-    return EXIT_OK
+    report = health.gather(config.state_dir, running_daemon(config.state_dir), SystemClock().now())
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print("\n".join(health.render(report)))
+    return EXIT_FAILED if report["needs_owner"] else EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -269,8 +283,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     from supportd.recover import recover_state
+    from supportd.writer import writer_lock
 
-    return recover_state(load(args))
+    config = load_as_owner(args)
+    with writer_lock(config.state_dir, "command", wait=2.0):
+        return recover_state(config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,5 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("init", cmd_init, "write a commented config, the default rules and replies")
     p.add_argument("dir")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p = command("status", cmd_status, "is supportd running and well; what needs you (exit 1 when something does)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
     command("recover", cmd_recover, "after a damaged state file: keep it aside, restore the last good copy")
     return parser

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import imapclient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import SENT as SENT_FLAG
 from imapclient.response_types import SearchIds
 
@@ -45,6 +45,14 @@ class ConnectionLost(Exception):
     """The IMAP server went away; the daemon reconnects with backoff."""
 
 
+class LoginRefused(ConnectionLost):
+    """The IMAP server refused our login, or the password could not be read: the settings' fault.
+
+    Retried like a lost connection (the password is read again at each try), but reported to the
+    owner and in ``supportd status`` as what it is.
+    """
+
+
 RECONNECT_ERRORS: tuple[type[BaseException], ...] = (ConnectionLost, *CONNECTION_ERRORS)
 
 
@@ -64,6 +72,8 @@ class Mailbox:
         self.can_move = False
         self.can_idle = False
         self.sent_folder: str | None = None
+        self.last_ok: float | None = None  # time.time() of the last exchange that worked
+        self.login_error = ""  # why the last login was refused; "" once one works
 
     # ------------------------------------------------------------ connection
 
@@ -79,9 +89,12 @@ class Mailbox:
             if server.tls == "starttls":
                 client.starttls(context)
             if server.user:
-                password = server.password.reveal() if server.password else ""
-                client.login(server.user, password)
+                client.login(server.user, _password(self.config))
             selected = client.select_folder(self.config.folder)
+        except LoginError as exc:
+            _quietly_close(client)
+            self.login_error = f"login refused for {server.user}: {_text(exc)}"
+            raise LoginRefused(self.login_error) from exc
         except BaseException:
             _quietly_close(client)
             raise
@@ -92,6 +105,12 @@ class Mailbox:
         self.can_move = client.has_capability("MOVE")
         self.can_idle = self.config.use_idle and client.has_capability("IDLE")
         self.sent_folder = None
+        self.login_error = ""
+        self.touch()
+
+    def touch(self) -> None:
+        """The server answered: remember when (for ``supportd status``)."""
+        self.last_ok = time.time()
 
     def close(self) -> None:
         if self.client is not None:
@@ -189,6 +208,14 @@ class Mailbox:
         else:
             for message in batch:
                 client.append(folder, message, flags=[imapclient.SEEN])
+
+    def append_alert(self, message: bytes) -> None:
+        """Put an alert for the owner into the watched folder itself (when SMTP refuses us), unread,
+        with the handled keyword, so the owner sees it and supportd does not take it for a customer's."""
+        try:
+            self._client().append(self.config.folder, message, flags=[self.config.handled_keyword.encode()])
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"could not put the alert into {self.config.folder}: {exc}") from exc
 
     def sent_has(self, message_ids: Iterable[str], header: str = "Message-ID") -> set[str]:
         """Which of these header values have a copy in the Sent folder (after a crash or a recovery)."""
@@ -300,6 +327,20 @@ class Mailbox:
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"NOOP failed: {exc}") from exc
         return False
+
+
+def _password(config: ImapConfig) -> str:
+    secret = config.server.password
+    try:
+        return secret.reveal() if secret else ""  # read again at each login: a fixed file counts
+    except (OSError, RuntimeError) as exc:
+        raise LoginRefused(f"cannot read the IMAP password ({exc})") from exc
+
+
+def _text(exc: BaseException) -> str:
+    """imapclient's LoginError carries the server's bytes: b'[AUTHENTICATIONFAILED] ...'."""
+    text = str(exc)
+    return text[2:-1] if text.startswith(("b'", 'b"')) else text
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[list[int]]:

@@ -15,6 +15,11 @@ backlog target needs that; a serial send with a commit each gets about 50 messag
 
 aiosmtplib raises the same exception classes for 4xx and 5xx replies: temporary and permanent are
 told apart by the reply code, never by the class.
+
+A refused login (535), or a server that wants one (530), says nothing about the message: it is
+``LOGIN``, never ``PERMANENT``, so the reply stays queued until the password is fixed. The password
+is read again at every new connection, and a connection whose login failed is closed, so a fixed
+password file is picked up by the next try without a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,7 +40,18 @@ from supportd.config import SmtpConfig
 log = logging.getLogger(__name__)
 LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
 LEADING_DOT = re.compile(rb"(?m)^\.")
-SENT, TEMPORARY, PERMANENT = "sent", "temporary", "permanent"
+SENT, TEMPORARY, PERMANENT, LOGIN = "sent", "temporary", "permanent", "login"
+# 530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 encryption needed
+LOGIN_CODES = frozenset({530, 534, 535, 538})
+
+
+class LoginRefused(Exception):
+    """The SMTP server refused our login (or the password could not be read): fix the settings."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code} {detail}".strip())
+        self.code = code
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,10 @@ class Result:
 
 
 def classify_code(code: int) -> str:
-    """5xx is permanent; 4xx, a lost connection (-1) or anything odd is worth another try later."""
+    """A login problem is the settings' fault; other 5xx are permanent; 4xx, a lost connection (-1)
+    or anything odd is worth another try later."""
+    if code in LOGIN_CODES:
+        return LOGIN
     return PERMANENT if 500 <= code < 600 else TEMPORARY
 
 
@@ -81,6 +101,8 @@ class Mailer:
         self.config = config
         self.loop = asyncio.new_event_loop()
         self.clients: list[aiosmtplib.SMTP] = []
+        self.last_ok: float | None = None  # time.time() of the last reply the server took
+        self.login_error = ""  # why the server refused our login; "" once a login works again
 
     def close(self) -> None:
         for client in self.clients:
@@ -99,7 +121,17 @@ class Mailer:
         for start in range(0, len(envelopes), width):
             round_ = list(envelopes[start : start + width])
             results.extend(self.loop.run_until_complete(self._round(round_, commit)))
+        self._note_health(results)
         return results
+
+    def _note_health(self, results: list[Result]) -> None:
+        refused = [r for r in results if r.status == LOGIN]
+        if refused:
+            self.login_error = f"{refused[0].code} {refused[0].detail}".strip()
+        elif any(r.status in (SENT, PERMANENT) for r in results):  # the server talked to us after a login
+            self.login_error = ""
+        if any(r.status == SENT for r in results):
+            self.last_ok = time.time()
 
     async def _round(self, envelopes: list[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
         log.debug("sending a round of %d over %d open connections", len(envelopes),
@@ -159,12 +191,30 @@ class Mailer:
         await client.connect()
         server = self.config.server
         if server.user and server.password is not None:
-            await client.login(server.user, server.password.reveal())
+            try:
+                password = server.password.reveal()  # read again at each connection: a fixed file counts
+            except (OSError, RuntimeError) as exc:
+                client.close()
+                raise LoginRefused(0, f"cannot read the SMTP password ({exc})") from exc
+            try:
+                await client.login(server.user, password)
+            except aiosmtplib.SMTPResponseException as exc:
+                client.close()  # a new connection, and a new login, next time
+                raise LoginRefused(exc.code, exc.message) from exc
+            except aiosmtplib.SMTPException as exc:  # e.g. the server offers no AUTH at all
+                client.close()
+                raise LoginRefused(0, str(exc)) from exc
 
     async def _stage(self, client: aiosmtplib.SMTP, env: Envelope) -> Result | None:
         """MAIL, RCPT, DATA and the body; None when only the final dot is missing."""
         try:
             await self._connect(client)
+        except LoginRefused as exc:
+            return Result(env.id, LOGIN, exc.code, f"login refused: {exc.detail}")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            return Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}")
+        try:
             await client.mail(env.mail_from)
             await client.rcpt(env.to)
             response = await client.execute_command(b"DATA")

@@ -11,6 +11,9 @@ decided, and its Message-ID is fixed then, so a resend after a crash would be re
   exponential backoff (``smtp.retry_first_seconds``, default 1 min, doubling to 1 h) for
   ``smtp.retry_hours``; the owner hears about a
   reply stuck longer than ``smtp.stuck_alert_hours``.
+* ``retry`` after a refused login (535, 530, an unreadable password): nothing is wrong with the
+  mail, so it stays queued however long that takes (never ``failed``), tried again every
+  ``smtp.retry_first_seconds``, and goes out by itself once the password is fixed.
 * ``failed``: the server said no for good (5xx), or retries ran out. Recorded and reported,
   never retried in a storm.
 * ``sent``: the server accepted it. The raw text is dropped from the hot ledger once a copy is
@@ -30,7 +33,7 @@ from supportd import faults
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.ledger import Doc
-from supportd.mailer import PERMANENT, SENT, Envelope, Mailer, Result
+from supportd.mailer import LOGIN, PERMANENT, SENT, Envelope, Mailer, Result
 from supportd.msgids import make_message_id
 from supportd.replies import build_email
 
@@ -154,8 +157,14 @@ def record_result(ctx: Context, result: Result) -> None:
                          last_error=result.detail if result.code != 250 else "")
         log.info("sent %s %s to %s", entry["kind"], result.id, _masked(entry["to"]))
         return
-    tries = int(entry["tries"]) + 1
     error = f"{result.code} {result.detail}".strip()[:300]
+    if result.status == LOGIN:  # the settings' fault, not the message's: keep it, however long
+        ctx.ledger.patch("outbox", "id", result.id, state=RETRY, last_error=error,
+                         next_at=iso(now + dt.timedelta(seconds=ctx.config.smtp.retry_first_seconds)))
+        log.error("the SMTP server refused supportd's login (%s); %s %s stays queued until the password "
+                  "works", error, entry["kind"], result.id)
+        return
+    tries = int(entry["tries"]) + 1
     give_up = now - parse_iso(entry["created"]) > dt.timedelta(hours=ctx.config.smtp.retry_hours)
     if result.status == PERMANENT or give_up:
         ctx.ledger.patch("outbox", "id", result.id, state=FAILED, tries=tries, last_error=error)

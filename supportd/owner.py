@@ -27,6 +27,9 @@ CAUSES = {
     "outbox-stuck": "replies waiting for the mail server for hours",
     "action-failed": "a confirmed change that could not be made",
     "rules-broken": "the rule files have an error",
+    "config-broken": "the edited config file has an error",
+    "imap-login": "supportd cannot log in to the support mailbox",
+    "smtp-login": "supportd cannot log in to the mail server to send replies",
     "bad-tokens": "repeated invalid confirmation codes",
     "faq-unhelpful": "a customer said an FAQ answer did not help",
 }
@@ -36,10 +39,24 @@ def already_escalated(ctx: Context, cause: str, subject_key: str) -> bool:
     return ctx.ledger.get("escalations", key=f"{cause}:{subject_key}") is not None
 
 
-def mark_escalated(ctx: Context, cause: str, subject_key: str) -> None:
+def mark_escalated(ctx: Context, cause: str, subject_key: str, channel: str = "mail") -> None:
+    """Remember the alert; ``channel`` is how it reaches the owner ("mail", or "mailbox" when SMTP refused us)."""
     ctx.ledger.put("escalations", "key", {"key": f"{cause}:{subject_key}", "cause": cause,
                                           "at": iso(ctx.now())})
-    ctx.ledger.record("escalation", f"{cause}:{subject_key}", cause=cause)
+    ctx.ledger.record("escalation", f"{cause}:{subject_key}", cause=cause, channel=channel)
+
+
+def alert(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: Doc | None = None,
+          customer: str = "", customer_name: str = "") -> Outgoing | None:
+    """Compose, queue and remember the owner's alert for ``cause`` (None when it was sent before)."""
+    from supportd.outbox import queue
+
+    mail = escalation(ctx, cause=cause, subject_key=subject_key, details=details, ticket=ticket,
+                      customer=customer, customer_name=customer_name)
+    if mail is not None:
+        queue(ctx, mail)
+        mark_escalated(ctx, cause, subject_key)
+    return mail
 
 
 def escalation(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: Doc | None = None,
