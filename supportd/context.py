@@ -33,6 +33,10 @@ class Context:
     def now(self) -> dt.datetime:
         return self.clock.now()
 
+    def local_now(self) -> dt.datetime:
+        """Now in the shop's time zone (the Date header of every mail we send)."""
+        return self.now().astimezone(zoneinfo.ZoneInfo(self.config.hours.timezone))
+
     def local_day(self, when: dt.datetime | None = None) -> str:
         """The shop's calendar day (for per-day caps), e.g. '2026-11-23'."""
         zone = zoneinfo.ZoneInfo(self.config.hours.timezone)

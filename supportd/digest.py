@@ -119,6 +119,7 @@ class DigestFacts:
     resolved: int = 0
     set_aside: list[Doc] = field(default_factory=list)
     escalations: Counter[str] = field(default_factory=Counter)  # cause -> alerts
+    alerts_unsent: int = 0  # alerts the mail server refused for good, or still waiting to go out
     quarantined: list[tuple[dt.datetime, str]] = field(default_factory=list)
     unmatched: int = 0
     unmatched_words: list[tuple[str, int]] = field(default_factory=list)
@@ -218,6 +219,8 @@ def gather(ctx: Context, week: Week) -> DigestFacts:
         if message and message.get("received") and message_kind(message) == "new":
             answered_after = (parse_iso(sent_at) - parse_iso(message["received"])).total_seconds()
             facts.ack_seconds.append(max(0.0, answered_after) + float(message.get("waited", 0.0)))
+    facts.alerts_unsent += sum(1 for e in ctx.ledger.find("outbox") if e.get("kind") == "owner"
+                               and e.get("state") in ("queued", "retry"))
     facts.open_tickets = open_tickets(ctx)
     shared = [(word, n) for word, n in shared_words.items() if n > 1]
     facts.unmatched_words = sorted(shared, key=lambda item: (-item[1], item[0]))[:8]
@@ -294,10 +297,19 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
             facts.expired += 1
     elif kind == "escalation":
         facts.escalations[str(record.get("cause", "?"))] += 1
+    elif kind == "reply" and record.get("kind") == "owner" and record.get("state") == "failed":
+        facts.alerts_unsent += 1
     elif kind == "ticket" and record.get("outcome") == "resolved":
         facts.resolved += 1
     elif kind == "ticket" and record.get("outcome") == "stale":
         facts.set_aside.append(record)
+
+
+def _unsent(facts: DigestFacts) -> str:
+    """Never 'sent' for an alert the mail server refused: say how many did not reach the owner."""
+    if not facts.alerts_unsent:
+        return ""
+    return f"; {facts.alerts_unsent} of them could not be mailed to you (the mail server refused or is waiting)"
 
 
 def held_back_reason(skip_reason: str) -> str:
@@ -392,7 +404,7 @@ def headline(facts: DigestFacts) -> list[str]:
                      "worth a personal note.")
     alerts = sum(facts.escalations.values())
     if alerts:
-        lines.append(f"{_n(alerts, 'alert')} sent to you during the week.")
+        lines.append(f"{_n(alerts, 'alert')} for you during the week{_unsent(facts)}.")
     if facts.quarantined:
         lines.append(f"{_n(len(facts.quarantined), 'message')} set aside for you: supportd could not handle "
                      f"{'it' if len(facts.quarantined) == 1 else 'them'}.")
@@ -436,8 +448,10 @@ def sections(ctx: Context, facts: DigestFacts) -> list[Section]:
                                  if t["number"] not in overdue_numbers]),
         Section("Replies held back, and why", [f"{n} × {reason}" for reason, n in facts.held_back.most_common()]),
         Section("Confirmations", _confirmation_items(facts)),
-        Section("Alerts sent to you", [f"{n} × {CAUSES.get(cause, cause)}"
-                                       for cause, n in facts.escalations.most_common()]),
+        Section("Alerts for you", [f"{n} × {CAUSES.get(cause, cause)}"
+                                   for cause, n in facts.escalations.most_common()]
+                + ([f"{facts.alerts_unsent} of them did not reach you by mail (see supportd status)"]
+                   if facts.alerts_unsent else [])),
     ]
     if facts.unmatched:
         shared = ", ".join(f"{w} ({n})" for w, n in facts.unmatched_words) or "none shared by two or more"
@@ -567,7 +581,9 @@ def _tiles(facts: DigestFacts) -> str:
             + _tile(str(facts.total), f"new requests ({before} the week before)")
             + _tile(median, "median time to acknowledge")
             + _tile(f"{len(facts.open_tickets)} / {overdue}", "tickets open / overdue", RED if overdue else "#222222")
-            + _tile(str(alerts), "alerts sent to you")
+            + _tile(str(alerts), "alerts for you" + (f" ({facts.alerts_unsent} not delivered)"
+                                                      if facts.alerts_unsent else ""), RED if facts.alerts_unsent
+                    else "#222222")
             + "</tr></table>")
 
 
@@ -662,6 +678,6 @@ def compose_digest(ctx: Context, week: Week, ref: str = "") -> Outgoing:
                f"{len(facts.overdue)} overdue")
     msg = build_email(sender_name=shop.name, sender=shop.support_address, to_name="", to=shop.owner_address,
                       subject=subject, rendered=rendered, message_id=message_id,
-                      auto_submitted="auto-generated", date=ctx.now().timestamp())
+                      auto_submitted="auto-generated", date=ctx.local_now())
     return Outgoing(kind="owner", message_id=message_id, to=shop.owner_address, subject=subject,
                     text=rendered.text, raw=msg.as_bytes(), for_key=None, ticket=None)

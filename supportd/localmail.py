@@ -63,6 +63,19 @@ from imapclient import IMAPClient
 
 log = logging.getLogger(__name__)
 
+
+class _QuietDisconnects(logging.Filter):
+    """aiosmtpd logs a traceback ("SMTP session exception") whenever a client hangs up without QUIT,
+    which supportd does on purpose after a failed step; not a failure, so not shown. Others stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        benign = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
+        return not ("SMTP session exception" in record.getMessage() and isinstance(error, benign))
+
+
+logging.getLogger("mail.log").addFilter(_QuietDisconnects())
+
 LOOPBACK = "127.0.0.1"
 DOVECOT_PATHS = ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 START_TIMEOUT = 10.0

@@ -93,7 +93,7 @@ def compose(
     msg = build_email(
         sender_name=shop.name, sender=shop.support_address, to_name=to_name, to=to, subject=subject,
         rendered=rendered, message_id=message_id, in_reply_to=in_reply_to, references=references,
-        auto_submitted=auto_submitted, extra_headers=headers, date=ctx.now().timestamp(),
+        auto_submitted=auto_submitted, extra_headers=headers, date=ctx.local_now(),
     )
     return Outgoing(kind=kind, message_id=message_id, to=to, subject=" ".join(subject.split()),
                     text=rendered.text, raw=msg.as_bytes(), for_key=for_key, ticket=ticket)

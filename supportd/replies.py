@@ -12,6 +12,7 @@ in a subject or a name can never start a new header.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.charset
 import email.policy
 import email.utils
@@ -270,7 +271,7 @@ def build_email(
     references: Iterable[str] = (),
     auto_submitted: str = "auto-replied",
     extra_headers: Mapping[str, str] | None = None,
-    date: float | None = None,
+    date: dt.datetime | None = None,
 ) -> Message:
     """One outgoing email, built with the standard library's email API.
 
@@ -283,7 +284,8 @@ def build_email(
     msg["From"] = formataddr((_one_line(sender_name), sender), charset="utf-8")
     msg["To"] = formataddr((_one_line(to_name), to), charset="utf-8")
     msg["Subject"] = _encoded(subject, "Subject")
-    msg["Date"] = email.utils.formatdate(date, localtime=False)
+    # In the shop's time zone (``date`` is aware), as a mail client writes it: "+0100", not "-0000".
+    msg["Date"] = email.utils.format_datetime(date) if date else email.utils.formatdate(localtime=True)
     msg["Message-ID"] = _one_line(message_id)
     if in_reply_to:
         msg["In-Reply-To"] = _one_line(in_reply_to)

@@ -168,3 +168,22 @@ def test_sighup_rereads_the_config_and_a_broken_one_is_refused_with_file_and_lin
     assert f"supportd.yaml:{line}" in log
     [alert] = world.sent_to("owner@shop.example")
     assert "config file" in str(alert["Subject"]) and "acks_per_sender_per_dya" in alert.get_content()
+    assert "Customer:" not in alert.get_content() and "None" not in alert.get_content()  # no empty placeholders
+
+
+def test_the_digest_never_calls_an_alert_sent_that_the_mail_server_refused(world: World, tmp_path: Path) -> None:
+    """An alert the SMTP server refused for good is counted as not delivered, never as 'sent to you'."""
+    world.write_config()
+    world.sink.refuse("owner@shop.example", 550)
+    world.deliver(mail("This is unacceptable!!! Third time I write about my broken mug.", sender="a@example.org",
+                       subject="Broken mug"))
+    world.once()
+    assert world.sent_to("a@example.org") and not world.sent_to("owner@shop.example")
+    result = subprocess.run([sys.executable, "-m", "supportd", "digest", "--preview", "--out", str(tmp_path),
+                             "--config", str(world.config_path)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "digest.txt").read_text()
+    assert "sent to you" not in text
+    assert "2 alerts for you during the week; 2 of them could not be mailed to you" in text  # upset, writes again
+    assert "2 of them did not reach you by mail" in text

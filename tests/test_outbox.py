@@ -95,3 +95,12 @@ def test_reply_given_up_after_the_retry_window_is_reported(world: World) -> None
     alerts = world.sent_to(OWNER)
     assert len(alerts) == 1 and "another way" in alerts[0].get_body(preferencelist=("plain",)).get_content()
     assert b"$SupportdHandled" in world.flags()[1]
+
+
+def test_replies_are_dated_in_the_shops_time_zone(world: World) -> None:
+    """The Date header carries the shop's offset (+0100 in a Berlin winter), as a mail client writes it."""
+    world.write_config(hours={"timezone": "Europe/Berlin"})
+    world.deliver(mail())
+    world.once(FakeClock(START))
+    [reply] = world.sent_to("ada@example.org")
+    assert reply["Date"] == "Mon, 23 Nov 2026 11:00:00 +0100"
