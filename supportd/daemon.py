@@ -271,12 +271,16 @@ class Daemon:
             request = writer.take_request(path)
             try:
                 answer = changes.apply(self.ctx, request)
-            except StateError:
-                raise
+            except StateError as exc:
+                answer = {"ok": False, "text": f"nothing changed: {exc}"}
             except Exception as exc:  # a bad request must not stop the daemon
                 log.exception("request %s failed", path.name)
                 answer = {"ok": False, "text": f"supportd could not do it: {type(exc).__name__}: {exc}"}
-            writer.answer_request(path, answer)
+            try:
+                writer.answer_request(path, answer)
+            except OSError as exc:
+                log.error("could not answer request %s: %s", path.name, exc)
+                return
 
     def _seconds_until_due(self) -> float:
         """Until the next scheduled job or outbox retry, whichever is first."""

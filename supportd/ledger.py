@@ -109,6 +109,13 @@ def read_state_file(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = orjson.loads(path.read_bytes())
+    except PermissionError as exc:
+        owner = path.stat().st_uid
+        raise StateError(
+            f"the state file {path} belongs to uid {owner} and this process (uid {os.geteuid()}) may not read "
+            "it; it is not damaged. Give every file back to the folder's owner: "
+            f"chown -R --reference={path.parent} {path.parent}"
+        ) from exc
     except (OSError, orjson.JSONDecodeError) as exc:
         raise StateError(
             f"the state file {path} is damaged or unreadable ({exc}). supportd has not changed it. "
@@ -299,9 +306,10 @@ class Ledger:
         self._lock_fd = fd
         self._lock_depth = 1
         try:
-            if self._current_file_id() != self._file_id:
+            if self._current_file_id() != self._file_id:  # another process wrote it: never work from a stale copy
                 self._load(read_state_file(self.path) if self.path else {})
                 self._file_id = self._current_file_id()
+                self._fingerprints = self._closed_tickets = None  # read again from the history
             yield self
             self.commit()
         finally:

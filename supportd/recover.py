@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 
 from supportd.clock import SystemClock, iso
@@ -26,8 +27,10 @@ def recover_state(config: Config) -> int:
         read_state_file(state)
         print(f"{state} reads fine; nothing to recover")
         return 0
-    except StateError:
-        pass
+    except StateError as exc:
+        if state.exists() and not os.access(state, os.R_OK | os.W_OK):  # a wrong owner, not damage
+            print(exc)
+            return 3
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = state.with_name(f"{STATE_FILE}.damaged-{stamp}")
     shutil.move(str(state), kept)

@@ -67,7 +67,11 @@ def test_readme_install_section_works_as_written(root: Path) -> None:
     venv = root / "opt/supportd/venv"
     assert os.path.realpath(venv / "bin/python").startswith("/usr/bin/"), "the service cannot see /root or /home"
     [init] = re.findall(r"`(/opt/supportd/venv/bin/supportd init [^`]+)`", section)
-    run(init, root)
+    said = run(init, root).stdout
+    pointers = re.findall(r'README: "([^"]+)"', said)  # 'see the README: "Running under systemd"'
+    assert pointers
+    for section in pointers:
+        assert f"## {section}\n" in (REPO / "README.md").read_text(encoding="utf-8"), section
     run("\n".join(passwords), root)  # one block: a subshell spans lines
     assert (root / "etc/supportd/credentials/imap-password").stat().st_mode & 0o077 == 0
 
