@@ -49,6 +49,9 @@ class HealthFile:
     def __init__(self, state_dir: Path, now: dt.datetime) -> None:
         self.path = state_dir / HEALTH_FILE
         self.health = Health(started=iso(now))
+        before = read_health(state_dir)  # the last good contacts are still news after a restart
+        if before is not None:
+            self.health.imap_ok, self.health.smtp_ok = before.imap_ok, before.smtp_ok
         self.written: Health | None = None
         self.written_at = 0.0
 
