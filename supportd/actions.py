@@ -218,7 +218,7 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
         answer = {"faq_answer": faq.answer} if faq is not None else {}
         _plan_acknowledgment(ctx, plan, number, {**values, **answer},
                              _faq_template(ctx, faq.language) if faq is not None and faq_only else None)
-    if faq is not None and any(mail.kind == "ack" for mail in plan.mails):
+    if faq is not None and _answer_goes_out(ctx, plan, faq.answer, values):
         plan.faq = faq.name
         if faq_only:  # answered: the ticket waits for the customer's reply, it cannot go overdue
             plan.new_ticket.update(follow_up=False, faq=faq.name)
@@ -226,6 +226,16 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
         plan.reward_code = None  # a code is used up only by the acknowledgment that hands it out
     _plan_escalations(ctx, plan, None)
     plan.outcome = plan.outcome or ("acknowledged" if plan.customer_reply else "recorded")
+
+
+def _answer_goes_out(ctx: Context, plan: Plan, answer: str | None, values: dict[str, Any]) -> bool:
+    """The acknowledgment carries the FAQ answer (an owner's template without ``faq_answer`` does not)."""
+    ack = next((mail for mail in plan.mails if mail.kind == "ack"), None)
+    if ack is None or not answer:
+        return False
+    shop = ctx.config.shop
+    text = ctx.replies.render_answer(answer, {"shop": shop.name, "footer": shop.contact_footer, **values})
+    return bool(text) and text in ack.text
 
 
 def _faq_template(ctx: Context, language: str) -> str:

@@ -153,16 +153,18 @@ class Replies:
         values = {key: None for key in VARIABLES} | dict(context)
         values["snippets"] = self._snippets(values.get("snippets") or (), values)
         if values.get("faq_answer"):  # the owner's answer text is a template too (never customer text)
-            values["faq_answer"] = self._answer(str(values["faq_answer"])).render(values).strip()
+            values["faq_answer"] = self.render_answer(str(values["faq_answer"]), values)
         text = self.env.get_template(f"{name}.txt").render(values).strip() + "\n"
         html_path = self.folder / f"{name}.html"
         html = self.env.get_template(f"{name}.html").render(values) if html_path.exists() else None
         return Rendered(text=text, html=html)
 
-    def _answer(self, source: str) -> jinja2.Template:
+    def render_answer(self, source: str, context: Mapping[str, Any]) -> str:
+        """An FAQ entry's answer (a template of the owner's, compiled once), rendered."""
         if source not in self._answers:
             self._answers[source] = self.env.from_string(source)
-        return self._answers[source]
+        values = {key: None for key in VARIABLES} | dict(context)
+        return self._answers[source].render(values).strip()
 
     def _snippets(self, names: Iterable[str], values: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(names, dict):

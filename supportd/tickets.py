@@ -115,7 +115,7 @@ def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_u
     if not follow_up:
         doc["outcome"] = "answered"
     if faq:
-        doc.update(faq=faq, waiting="customer")
+        doc.update(faq=faq, outcome="waiting")  # what `supportd tickets` shows as waiting
     save(ctx, doc)
     return doc
 
@@ -130,7 +130,7 @@ def join(ctx: Context, ticket: Doc, msg: Inbound, due: dt.datetime, reopen: bool
     }
     if ticket["state"] != OPEN and reopen:
         changes.update(state=OPEN, due=iso(due), closed_at=None, reopened=int(ticket.get("reopened", 0)) + 1,
-                       outcome=None, waiting=None)
+                       outcome=None)
     return update(ctx, ticket, **changes)
 
 

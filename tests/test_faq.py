@@ -221,7 +221,7 @@ def test_an_faq_question_is_answered_at_once_and_waits_for_the_customer(world: W
     assert "[payment answer from " in text and "thank you for your question" in text
     assert re.search(r"just reply to this email and a person will help you, by tomorrow \d\d:00", text), text
     ticket = world.tickets()[1001]
-    assert ticket["faq"] == "payment-en" and ticket["waiting"] == "customer" and ticket["due"] is None
+    assert ticket["faq"] == "payment-en" and ticket["outcome"] == "waiting" and ticket["due"] is None
     clock.advance(hours=72)
     world.once(clock)
     assert alerts(world) == []
@@ -237,7 +237,7 @@ def test_a_problem_with_an_faq_question_gets_the_problems_reply_with_the_answer(
     text = text_of(reply)
     assert "sorry" in text and "You also asked" in text and "[payment answer from " in text
     ticket = world.tickets()[1001]
-    assert ticket["state"] == "open" and ticket["due"] is not None and "waiting" not in ticket
+    assert ticket["state"] == "open" and ticket["due"] is not None and "faq" not in ticket
 
 
 def test_did_not_help_goes_to_a_person_with_an_alert(world: World) -> None:
@@ -248,7 +248,7 @@ def test_did_not_help_goes_to_a_person_with_an_alert(world: World) -> None:
     world.once(clock)
     assert alerts(world) == ["[supportd] a customer said an FAQ answer did not help (ticket 1001: Returns)"]
     ticket = world.tickets()[1001]
-    assert ticket["state"] == "open" and ticket["due"] is not None and not ticket.get("waiting")
+    assert ticket["state"] == "open" and ticket["due"] is not None and ticket["outcome"] is None
     assert len(world.sent_to("ada@example.org")) == 1  # no second automatic answer
 
 
@@ -323,3 +323,18 @@ def test_an_faq_answer_pasted_back_is_not_the_customers_words() -> None:
             "We accept PayPal, all major credit cards and bank transfer: you choose when you pay at checkout in\n")
     own = without_our_text(ctx, parse(mail(body, subject="Re: Paying"))).own_text
     assert "did not help" in own and "PayPal" not in own
+
+
+def test_a_reply_template_without_the_faq_answer_reports_none_sent(answered: RuleSet, tmp_path: Path) -> None:
+    """The owner's own defect reply leaves the FAQ answer out: 'faq' is null, the digest counts nothing."""
+    replies = tmp_path / "replies"
+    shutil.copytree(REPO / "replies", replies)
+    defect = replies / "defect.txt"
+    defect.write_text(defect.read_text(encoding="utf-8").replace('{% include "_faq.txt" %}\n', ""), encoding="utf-8")
+    body = "The mug arrived broken. Also, can I pay with PayPal next time?"
+    ctx = offline_context()
+    ctx.rules = answered
+    assert plan_for(ctx, parse(mail(body, subject="Mug"))).faq == "payment-en"  # the default defect reply
+    ctx.replies = Replies(replies)
+    plan = plan_for(ctx, parse(mail(body, subject="Mug")))
+    assert plan.faq is None and plan.decision.primary_intent == "defect"
