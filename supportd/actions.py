@@ -222,6 +222,7 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
         plan.faq = faq.name
         if faq_only:  # answered: the ticket waits for the customer's reply, it cannot go overdue
             plan.new_ticket.update(follow_up=False, faq=faq.name)
+            plan.outcome = f"answered from the FAQ ({faq.name})"
     if not any(mail.kind == "ack" for mail in plan.mails):
         plan.reward_code = None  # a code is used up only by the acknowledgment that hands it out
     _plan_escalations(ctx, plan, None)

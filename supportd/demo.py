@@ -77,6 +77,9 @@ SAMPLES = (
     Sample("Dan only asks about the process", "Dan Ito <dan@example.org>", "Cancellation question",
            "What happens if I cancel my subscription? Is there a fee?\n\nDan",
            note="a question is not a request: nothing is held"),
+    Sample("Fay asks which payment methods the shop takes", "Fay Nguyen <fay@example.org>", "Paying",
+           "Hello, which payment methods do you accept? Can I pay with PayPal?\n\nFay",
+           note="answered at once from the FAQ (the demo wrote the answer of rules/63-faq-payment.yaml)"),
     Sample("An out-of-office robot", "Eve Example <eve@example.org>", "Automatic reply: Your order",
            "I am out of the office until Monday.", (("Auto-Submitted", "auto-replied"),), expect_reply=False),
     Sample("A mailing list", "Vendor News <news@vendor.example>", "Our November offers",
@@ -101,6 +104,22 @@ def build_mail(sample: Sample, in_reply_to: str = "") -> bytes:
     return msg.as_bytes()
 
 
+PAYMENT_ANSWER = """We accept PayPal, Visa, Mastercard and bank transfer; you choose at checkout.
+      PayPal and cards are charged when your order ships."""
+
+
+def write_rules(folder: Path) -> Path:
+    """The default rules, with the one FAQ answer the demo shows written in (the defaults have none)."""
+    from supportd.config import repository_defaults
+
+    rules = folder / "rules"
+    shutil.copytree(repository_defaults()[0], rules)
+    payment = rules / "63-faq-payment.yaml"
+    text = payment.read_text(encoding="utf-8")
+    payment.write_text(text.replace("    answer:\n", f"    answer: |\n      {PAYMENT_ANSWER}\n", 1), encoding="utf-8")
+    return rules
+
+
 def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink, user: MailUser) -> Path:
     (folder / "orders.csv").write_text(ORDERS_CSV)
     (folder / "cancel-order-hook.py").write_text(HOOK)
@@ -110,6 +129,7 @@ def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink, user: MailUser)
                   "open": "09:00", "close": "17:00", "answer_within_hours": 4},
         "orders": {"csv": "orders.csv"},
         "actions": {"cancel_order": {"command": [sys.executable, str(folder / "cancel-order-hook.py")]}},
+        "paths": {"rules": str(write_rules(folder))},
     })
 
 
@@ -184,6 +204,8 @@ def show(number: int, title: str, decision: dict[str, object], replies: list[Ema
     print(f"\n{number}. {title}")
     intent = decision.get("primary_intent", "?")
     print(f"   supportd: intent {intent}, rule {decision.get('rule', '?')}; {decision.get('outcome', '')}")
+    if decision.get("faq"):
+        print(f"   FAQ answer sent: {decision['faq']}")
     if decision.get("tentative"):
         print(f"   side remark recorded (not acted on): {', '.join(map(str, decision['tentative']))}")  # type: ignore[call-overload]
     if note:

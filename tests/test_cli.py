@@ -112,3 +112,4 @@ def test_demo_shows_decisions_and_the_replies_customers_received() -> None:
     assert "no reply: guard:auto-submitted" in out and "no reply: guard:list-header" in out
     assert "shop hook ran for: ['supportd-c" in out
     assert "Traceback" not in out + result.stderr  # nothing that looks like a failure when none happened
+    assert "We accept PayPal, Visa, Mastercard and bank transfer" in out  # an FAQ answered at once
