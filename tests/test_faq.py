@@ -342,3 +342,17 @@ def test_a_reply_template_without_the_faq_answer_reports_none_sent(answered: Rul
     ctx.replies = Replies(replies)
     plan = plan_for(ctx, parse(mail(body, subject="Mug")))
     assert plan.faq is None and plan.decision.primary_intent == "defect"
+
+
+def test_customer_words_in_an_faq_answer_stay_words(tmp_path: Path) -> None:
+    """An answer that quotes the subject prints a subject like '{{ 7 * 7 }}' as it is, never evaluated."""
+    rules = filled_rules(tmp_path / "rules")
+    payment = rules / "63-faq-payment.yaml"
+    payment.write_text(payment.read_text(encoding="utf-8").replace(
+        '"[payment answer from {{ shop }}]"', '"About {{ subject }}: PayPal and cards."', 1), encoding="utf-8")
+    ctx = offline_context()
+    ctx.rules = load(rules)
+    plan = plan_for(ctx, parse(mail("Which payment methods do you accept?", subject="{{ 7 * 7 }} {{ config }}")))
+    reply = plan.customer_reply
+    assert plan.faq == "payment-en" and reply is not None
+    assert "About {{ 7 * 7 }} {{ config }}: PayPal and cards." in reply.summary()["text"]
