@@ -32,8 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEV_SET = REPO.parent / "shared" / "corpus" / "intents" / "dev.csv"
 # The dataset's names for our intents; the rest are ours already.
 LABEL_TO_INTENT = {"unsubscribe_explicit": "unsubscribe"}
+# The dataset's own intents that supportd reads as an intent of its own (the mapping says "other").
+DATASET_INTENT_TO_INTENT = {"delete_account": "account_cancellation"}
 # What the defaults must reach on the dev set (recall, precision), per intent.
-TARGETS = {"cancellation": (0.90, 0.95), "delivery_status": (0.90, 0.95)}
+TARGETS = {"cancellation": (0.96, 0.97), "delivery_status": (0.96, 0.97)}
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class Score:
 def read_examples(path: Path = DEV_SET) -> list[Example]:
     """The rows of the dev set, with the label translated to our intent names."""
     with path.open(newline="", encoding="utf-8") as handle:
-        return [Example(row["text"], row["intent"], LABEL_TO_INTENT.get(row["mapped_intent"], row["mapped_intent"]))
+        return [Example(row["text"], row["intent"],
+                        DATASET_INTENT_TO_INTENT.get(row["intent"])
+                        or LABEL_TO_INTENT.get(row["mapped_intent"], row["mapped_intent"]))
                 for row in csv.DictReader(handle)]
 
 

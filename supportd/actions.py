@@ -27,6 +27,7 @@ from typing import Any
 from supportd import explicit, guard, hours, orders, owner, pending, tickets
 from supportd.clock import iso
 from supportd.context import Context
+from supportd.language import detect_language
 from supportd.ledger import Doc
 from supportd.message import Address, Inbound
 from supportd.outbox import Outgoing, compose, queue
@@ -37,6 +38,8 @@ from supportd.rules import Decision
 ACK_KINDS = ("ack", "confirm")
 THANKS_ONLY_CHARS = 120  # "Thanks, that helped!" is short; a longer reply has more to say and reopens the ticket
 RESERVATION = re.compile(r"\b(but|however|still|though|except|aber|jedoch|noch|trotzdem)\b", re.IGNORECASE)
+PHOTO = re.compile(r"\.(jpe?g|png|gif|heic|heif|webp|bmp|tiff?)$", re.IGNORECASE)
+DELIVERED = re.compile(r"\bdelivered\b|\bzugestellt\b|\bgeliefert\b", re.IGNORECASE)
 
 
 @dataclass
@@ -166,7 +169,10 @@ def _reply_to(msg: Inbound) -> Address:
 def _base_values(ctx: Context, plan: Plan, ticket: int | None, due: dt.datetime) -> dict[str, Any]:
     sender = _sender(plan)
     decision = plan.decision
+    language = detect_language(f"{plan.msg.own_subject}\n{plan.msg.own_text}", ctx.config.shop.language)
     return {
+        "language": language,
+        "photos": [name for name in plan.msg.attachment_names if PHOTO.search(name)],
         "name": first_name(sender.name),
         "customer": sender.name or sender.email,
         "email": sender.email,
@@ -174,7 +180,7 @@ def _base_values(ctx: Context, plan: Plan, ticket: int | None, due: dt.datetime)
         "ticket_tag": f"[#{ticket}]" if ticket else "",
         "subject": plan.msg.topic,
         "intent": decision.primary_intent,
-        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours),
+        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours, language),
         "order_number": decision.order_number,
         "mentions": sorted({m.intent for m in decision.tentative_mentions}),
         "snippets": list(decision.snippets),
@@ -206,12 +212,14 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
     if "reward_code" in decision.actions:
         plan.reward_code = _next_reward_code(ctx)
         values["reward_code"] = plan.reward_code
-    follow_up = "open_ticket" in decision.actions and order is None
+    # A lost parcel ("tracking says delivered, nothing here") is never answered by the status alone.
+    checks_delivery = "check_delivered" in decision.actions
+    follow_up = "open_ticket" in decision.actions and (order is None or checks_delivery)
     faq = decision.faq_entry
     faq_only = faq is not None and not decision.matched_rules  # the FAQ question is the whole matter
     plan.ticket_number = number
     plan.new_ticket = {"number": number, "intent": decision.primary_intent, "follow_up": follow_up,
-                       "due": due}
+                       "due": due, "language": values["language"]}
     if decision.held_action and decision.explicit_request:
         _plan_held_action(ctx, plan, number, values)
     if not (plan.new_pending and decision.explicit_request == decision.primary_intent):
@@ -226,6 +234,10 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
     if not any(mail.kind == "ack" for mail in plan.mails):
         plan.reward_code = None  # a code is used up only by the acknowledgment that hands it out
     _plan_escalations(ctx, plan, None)
+    if checks_delivery and order is not None and DELIVERED.search(order.status or ""):
+        _escalate(ctx, plan, "carrier-says-delivered", None, str(number),
+                  f"The carrier says order {order.order} was delivered ({order.status}); the customer "
+                  f"says it is not there:\n\n{plan.msg.own_text[:800]}")
     plan.outcome = plan.outcome or ("acknowledged" if plan.customer_reply else "recorded")
 
 
@@ -296,7 +308,8 @@ def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, A
         # Nothing is promised yet: the ticket waits for the customer, not for us (no overdue alarm).
         plan.new_ticket["follow_up"] = False
     description = pending.describe(decision.held_action, params)
-    expires = hours.describe_eta(dt.datetime.fromisoformat(doc["expires"]), ctx.now(), ctx.config.hours)
+    expires = hours.describe_eta(dt.datetime.fromisoformat(doc["expires"]), ctx.now(), ctx.config.hours,
+                                 values["language"])
     confirm_values = {**values, "action": description, "expires": expires, "token": token,
                       "intent": decision.explicit_request, "undo": pending.undo_text(ctx, decision.held_action)}
     mail = compose(
@@ -521,7 +534,7 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
     if plan.new_ticket is not None:
         tickets.new_ticket(ctx, number=plan.new_ticket["number"], msg=msg, intent=plan.new_ticket["intent"],
                            follow_up=plan.new_ticket["follow_up"], due=plan.new_ticket["due"],
-                           faq=plan.new_ticket.get("faq"))
+                           faq=plan.new_ticket.get("faq"), language=plan.new_ticket.get("language", ""))
     if plan.join_ticket is not None:
         tickets.join(ctx, plan.join_ticket, msg, hours.due_time(ctx.now(), ctx.config.hours),
                      reopen=not plan.keep_closed)

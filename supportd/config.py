@@ -105,6 +105,7 @@ class ShopConfig:
     aliases: tuple[str, ...] = ()
     contact_footer: str = ""
     message_id_domain: str = ""
+    language: str = "en"  # replies in this language when the customer's has no templates
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -271,9 +272,10 @@ class _Reader:
         aliases = tuple(section.take_strings("aliases"))
         footer = section.take("contact_footer", str, "")
         domain = section.take("message_id_domain", str, support.rpartition("@")[2] or "localhost")
+        language = section.take("language", str, "en").strip().lower() or "en"
         section.finish()
         return ShopConfig(name=name, support_address=support, owner_address=owner, aliases=aliases,
-                          contact_footer=footer.strip(), message_id_domain=domain)
+                          contact_footer=footer.strip(), message_id_domain=domain, language=language)
 
     def imap(self, section: Section) -> ImapConfig:
         server = self.server(section, {"none": 143, "starttls": 143, "implicit": 993})

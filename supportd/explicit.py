@@ -129,15 +129,25 @@ def _negation_of_mention(sentence: str, start: int, end: int, clause: tuple[int,
     """Where a negation of the mention starts, or None: before it in its clause ("I don't want to
     cancel"), inside it ("mein Abo nicht kündigen"), or right after it ("kündige mein Abo nicht")."""
     clause_start, clause_end = clause
-    before = language.negations.search(sentence, clause_start, start)
-    if before is not None:
-        return before.start()
+    for before in language.negations.finditer(sentence, clause_start, start):
+        if not _not_a_negation_of(sentence, before, start, language):
+            return before.start()
     inside = [m for m in language.negations.finditer(sentence, start, end) if m.start() > start]
     if inside:
         return inside[0].start()  # a leading negation is the rule's own words: "don't want your emails"
     stop = NEW_SUBJECT.search(sentence, end, clause_end)
     after = language.negations.search(sentence, end, stop.start() if stop else clause_end)
     return after.start() if after is not None else None
+
+
+def _not_a_negation_of(sentence: str, negation: re.Match[str], start: int, language: Language) -> bool:
+    """A negation before the mention that is not about it: part of a question about the process
+    ("I don't know how to cancel"), or followed by a request of its own ("I do not want this item,
+    I wanna cancel the order")."""
+    question = language.process_questions.search(sentence, max(0, negation.start() - 2), start)
+    if question is not None and question.start() <= negation.end():
+        return True
+    return language.requests.search(sentence, negation.end(), start) is not None
 
 
 def _worded_as_refusal(mention: str, language: Language) -> bool:

@@ -39,16 +39,29 @@ def due_time(received: dt.datetime, hours: HoursConfig) -> dt.datetime:
     return add_business_hours(received, hours.answer_within_hours, hours)
 
 
-def describe_eta(due: dt.datetime, now: dt.datetime, hours: HoursConfig) -> str:
-    """'today 15:00', 'tomorrow 10:00', 'Monday 10:00' or '24 December 10:00', in the shop's time zone."""
+# Day and month names by language, so a German reply says "Montag 10:00" (not the C locale's).
+WORDS = {
+    "en": ("today", "tomorrow", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
+           "January February March April May June July August September October November December".split(),
+           "{day} {month}"),
+    "de": ("heute", "morgen", "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag".split(),
+           "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split(),
+           "{day}. {month}"),
+}
+
+
+def describe_eta(due: dt.datetime, now: dt.datetime, hours: HoursConfig, language: str = "en") -> str:
+    """'today 15:00', 'tomorrow 10:00', 'Monday 10:00' or '24 December 10:00', in the shop's time zone
+    (in German: 'heute 15:00', 'Montag 10:00', '24. Dezember 10:00')."""
+    today, tomorrow, weekdays, months, date_form = WORDS.get(language, WORDS["en"])
     zone = zoneinfo.ZoneInfo(hours.timezone)
     local_due, local_now = due.astimezone(zone), now.astimezone(zone)
     clock = local_due.strftime("%H:%M")
     days = (local_due.date() - local_now.date()).days
     if days <= 0:
-        return f"today {clock}"
+        return f"{today} {clock}"
     if days == 1:
-        return f"tomorrow {clock}"
+        return f"{tomorrow} {clock}"
     if days < 7:
-        return f"{local_due.strftime('%A')} {clock}"
-    return f"{local_due.day} {local_due.strftime('%B')} {clock}"
+        return f"{weekdays[local_due.weekday()]} {clock}"
+    return f"{date_form.format(day=local_due.day, month=months[local_due.month - 1])} {clock}"

@@ -23,6 +23,7 @@ CAUSES = {
     "wrong-sender": "a confirmation from the wrong address (refused)",
     "quarantined": "a message supportd could not handle",
     "rule": "a rule asked for you",
+    "carrier-says-delivered": "a parcel the carrier says was delivered, and the customer has not got",
     "smtp-failed": "a reply the mail server refused for good",
     "outbox-stuck": "replies waiting for the mail server for hours",
     "action-failed": "a confirmed change that could not be made",

@@ -244,7 +244,9 @@ def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
         "email": held["address"], "ticket": held["ticket"], "ticket_tag": f"[#{held['ticket']}]",
         "subject": ticket.get("subject", ""), "action": describe(held["action"], held["params"]),
         "done": describe_done(held["action"], held["params"]),
-        "undo": undo_text(ctx, held["action"]), "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours),
+        "undo": undo_text(ctx, held["action"]),
+        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours, ticket.get("language", "")),
+        "language": ticket.get("language"),
         "order_number": held["params"].get("order_number"),
     }
     return compose(

@@ -42,6 +42,7 @@ REQUIRED = (
 )
 OWNER_PREFIX = "owner_"
 TICKET_TAG = re.compile(r"\[#\d{3,9}\]")
+LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 _QUOTED_PRINTABLE_UTF8 = email.charset.Charset("utf-8")
 _QUOTED_PRINTABLE_UTF8.body_encoding = email.charset.QP  # readable in any client, unlike base64
 
@@ -94,6 +95,8 @@ VARIABLES = {
     "count": "how many messages today (cap notice)",
     "details": "facts for the owner (owner_ templates)",
     "faq_answer": "the answer of the FAQ entry the question matched (rules/60-faq-*.yaml), or None",
+    "language": "the customer's language, e.g. 'de' (replies/de/NAME.txt is used when it exists)",
+    "photos": "names of the photos the customer attached (a defect reply thanks for them)",
 }
 
 
@@ -152,6 +155,7 @@ class Replies:
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         values = {key: None for key in VARIABLES} | dict(context)
         values["snippets"] = self._snippets(values.get("snippets") or (), values)
+        name = self.localised(name, values.get("language"))
         if values.get("faq_answer"):  # the owner's answer text is a template too (never customer text)
             values["faq_answer"] = self.render_answer(str(values["faq_answer"]), values)
         text = self.env.get_template(f"{name}.txt").render(values).strip() + "\n"
@@ -165,6 +169,12 @@ class Replies:
             self._answers[source] = self.env.from_string(source)
         values = {key: None for key in VARIABLES} | dict(context)
         return self._answers[source].render(values).strip()
+
+    def localised(self, name: str, language: str | None) -> str:
+        """'de/defect' when the customer writes German and replies/de/defect.txt exists, else ``name``."""
+        if language and LANGUAGE_CODE.match(language) and (self.folder / language / f"{name}.txt").is_file():
+            return f"{language}/{name}"
+        return name
 
     def _snippets(self, names: Iterable[str], values: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(names, dict):
@@ -200,11 +210,13 @@ class Replies:
             for match in re.finditer(re.escape(phrase), lowered):
                 problems.append(Problem(shown, lowered.count("\n", 0, match.start()) + 1,
                                         f"avoid '{phrase}': say what you will do and when"))
-        customer_facing = (not path.stem.startswith((OWNER_PREFIX, "_"))) and path.parent == self.folder
+        in_language_folder = path.parent.parent == self.folder and bool(LANGUAGE_CODE.match(path.parent.name))
+        customer_facing = (not path.stem.startswith((OWNER_PREFIX, "_"))) and (
+            path.parent == self.folder or in_language_folder)
         if customer_facing and path.suffix == ".txt" and "footer" not in source:
             problems.append(Problem(shown, 1, "no contact footer: add {{ footer }} so the customer "
                                               "can reach a person"))
-        if is_defect_reply and path.suffix == ".txt" and "thank" not in lowered:
+        if is_defect_reply and path.suffix == ".txt" and not ("thank" in lowered or "dank" in lowered):
             problems.append(Problem(shown, 1, "a defect reply should thank the customer for telling "
                                               "us (it spares the next customer the same trouble)"))
         return problems
@@ -228,6 +240,7 @@ def sample_context() -> dict[str, Any]:
         "action": "cancel order 77120", "done": "cancelled order 77120", "expires": "Thursday 14:00",
         "token": "x" * 27, "undo": "", "message": "",
         "count": 11, "details": "", "faq_answer": "We accept PayPal, credit cards and bank transfer.",
+        "language": "en", "photos": [],
     }
 
 

@@ -35,7 +35,8 @@ def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: 
         "name": first_name(ticket.get("name", "")), "customer": ticket.get("name") or ticket["customer"],
         "email": ticket["customer"], "ticket": number, "ticket_tag": f"[#{number}]",
         "subject": ticket["subject"], "intent": ticket["intent"], "message": message.strip(),
-        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours),
+        "eta": hours.describe_eta(due, ctx.now(), ctx.config.hours, ticket.get("language", "")),
+        "language": ticket.get("language"),
     }
     queue(ctx, compose(
         ctx, kind="resolved", template="resolved", values=values, to=ticket["customer"],

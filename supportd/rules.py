@@ -38,17 +38,19 @@ from supportd.explicit import Language
 from supportd.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
 from supportd.language import detect_language
 from supportd.message import Inbound
+from supportd.spelling import Spelling
 from supportd.yamlfile import Section, YList, YMap, load_yaml, shown_path, walk_files
 
 LANGUAGE_FILE_KEY = "language"
 FAQ_FILE_KEY = "faq"
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
-BUILTIN_ACTIONS = ("open_ticket", "order_status", "escalate", "reward_code", "no_reply")
+BUILTIN_ACTIONS = ("open_ticket", "order_status", "escalate", "reward_code", "no_reply", "check_delivered")
 BUILTIN_CONFIRM_ACTIONS = ("cancel_order", "cancel_subscription", "unsubscribe")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CONDITION_KEYS = ("subject", "text", "message", "from", "to", "headers", "all", "any", "not")
 FAQ_ENTRY_KEYS = ("name", "language", "answer", *CONDITION_KEYS)
 RULE_KEYS = ("name", "priority", "reply", "actions", "snippets", "confirm_action", *CONDITION_KEYS)
+SPELLING_LISTS = ("typo_words", "not_typos")
 LANGUAGE_LISTS = ("requests", "polite_questions", "negations", "musings", "conditions", "process_questions",
                   "affirmations", "refusals", "anger", "repeat_contact", "not_helped", "helped")
 HOLDING_BACK_LISTS = ("negations", "musings", "conditions", "process_questions")
@@ -69,12 +71,16 @@ class Hit:
 
 
 class View:
-    """The parts of a message that conditions read, computed once per message."""
+    """The parts of a message that conditions read, computed once per message.
 
-    def __init__(self, msg: Inbound) -> None:
+    Subject and text are read with typos mended (``supportd.spelling``): "cancfel my order" is
+    "cancel my order" to every rule, and the sentences shown in ``why`` are the mended ones.
+    """
+
+    def __init__(self, msg: Inbound, spelling: Spelling | None = None) -> None:
         self.msg = msg
-        self.subject = msg.topic
-        self.text = msg.own_text
+        self.subject = spelling.correct(msg.topic) if spelling else msg.topic
+        self.text = spelling.correct(msg.own_text) if spelling else msg.own_text
         self.sender = msg.sender.key if msg.sender else ""
         self.recipients = tuple(a.key for a in msg.to + msg.cc) + msg.delivered_to
 
@@ -231,6 +237,7 @@ class RuleSet:
     language: Language
     files: dict[str, float] = field(default_factory=dict)
     faq: FaqSet = field(default_factory=FaqSet)
+    spelling: Spelling | None = None
 
     @property
     def fallback(self) -> Intent:
@@ -242,7 +249,7 @@ class RuleSet:
 
     def decide(self, msg: Inbound) -> Decision:
         """Every intent the message shows, the primary one first, and what to do about it."""
-        view = View(msg)
+        view = View(msg, self.spelling)
         matches: list[tuple[Rule, list[Hit]]] = []
         for rule in self.rules:
             hits = rule.condition.hits(view)
@@ -262,10 +269,20 @@ class RuleSet:
                 explicit_request=None, held_action=None, order_number=order_number,
                 angry=angry, repeat_contact=repeat, faq=faq, language=language,
             )
-        ranked = sorted(matches, key=lambda m: -m[0].priority)  # stable: file order breaks ties
+        request = next((m for m in mentions if m.kind == explicit.EXPLICIT), None)
+        ranked = self._ranked(matches, mentions, request)
+        if not ranked:  # only a refused change ("I don't want to cancel"): the rest is for a person
+            fallback = self.fallback
+            return Decision(
+                primary_intent=fallback.name, intents=(fallback.name,), rule=fallback.name,
+                why="only a refused change; " + _why(view, matches[0][1]), reply=fallback.reply,
+                actions=fallback.actions, snippets=(), explicit_request=None, held_action=None,
+                order_number=order_number, mentions=tuple(mentions),
+                matched_rules=tuple(rule.name for rule, _ in matches), angry=angry, repeat_contact=repeat,
+                faq=faq, language=language,
+            )
         primary_rule, primary_hits = ranked[0]
         intents = list(dict.fromkeys(rule.intent for rule, _ in ranked))
-        request = next((m for m in mentions if m.kind == explicit.EXPLICIT), None)
         actions = list(primary_rule.actions)
         for rule, _ in ranked[1:]:
             actions.extend(a for a in rule.actions if a in ("escalate", "no_reply") and a not in actions)
@@ -288,6 +305,27 @@ class RuleSet:
             faq=faq,
             language=language,
         )
+
+    def _ranked(self, matches: list[tuple[Rule, list[Hit]]], mentions: list[Mention],
+                request: Mention | None) -> list[tuple[Rule, list[Hit]]]:
+        """The matches, the primary first: by priority, but a clear request for an irreversible
+        change comes first ("Please cancel my order. I ordered the wrong colour." is a
+        cancellation) and a refused one never leads ("I don't want to cancel, I moved").
+
+        One exception keeps another matter from being swallowed: a request to stop emails
+        (``confirm_action: unsubscribe``) does not outrank a matter of its own (the broken mug
+        is answered; the unsubscription is confirmed alongside).
+        """
+        refused = {m.intent for m in mentions if m.kind == explicit.NEGATED}
+        ranked = sorted(((rule, hits) for rule, hits in matches if rule.intent not in refused),
+                        key=lambda m: -m[0].priority)  # stable: file order breaks ties
+        if request is None:
+            return ranked
+        others = [rule for rule, _ in ranked if not self.intents[rule.intent].irreversible]
+        if request.confirm_action == "unsubscribe" and others:
+            return ranked
+        first = [match for match in ranked if match[0].name == request.rule]
+        return first + [match for match in ranked if match[0].name != request.rule]
 
     def _mentions(self, view: View, matches: list[tuple[Rule, list[Hit]]]) -> list[Mention]:
         """For each irreversible intent found, the reading of its mentions that decides."""
@@ -410,6 +448,7 @@ class _RuleReader:
         self.rules: list[Rule] = []
         self.rule_lines: dict[str, str] = {}
         self.language_lists: dict[str, list[str]] = {}
+        self.spelling_lists: dict[str, list[str]] = {}
         self.language_file: str | None = None
         self.order_number = DEFAULT_ORDER_NUMBER
         self.faq_entries: list[FaqEntry] = []
@@ -437,6 +476,9 @@ class _RuleReader:
                 if not words and section.data[key] is not None:
                     section.error(section.line_of(key), f"language.{key} lists no words; add some")
                 self.language_lists[key] = words
+        for key in SPELLING_LISTS:
+            if section.has(key):
+                self.spelling_lists[key] = section.take_strings(key)
         if section.has("order_number"):
             pattern = section.take("order_number", str, DEFAULT_ORDER_NUMBER)
             if self.compile_regex(pattern, section, "order_number") is not None:
@@ -681,7 +723,8 @@ class _RuleReader:
         if self.problems:
             raise InvalidFiles(self.problems)
         language = Language.from_lists(self.language_lists, self.order_number)
-        return RuleSet(self.intents, self.rules, language, faq=FaqSet(self.faq_entries))
+        spelling = Spelling(self.spelling_lists.get("typo_words", []), self.spelling_lists.get("not_typos", []))
+        return RuleSet(self.intents, self.rules, language, faq=FaqSet(self.faq_entries), spelling=spelling)
 
     def check_language_for_irreversible_intents(self) -> None:
         """An irreversible intent needs the lists that hold a mention back: without negations,

@@ -86,7 +86,8 @@ def peek_number(ctx: Context) -> int:
 
 
 def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_up: bool,
-               due: dt.datetime | None, faq: str | None = None) -> Doc:
+               due: dt.datetime | None, faq: str | None = None,
+               language: str = "") -> Doc:
     """A new ticket; without ``follow_up`` it is closed at once (answered, or waiting for the customer).
 
     ``faq`` names the FAQ entry that answered it: the ticket waits for the customer (no due time,
@@ -112,6 +113,8 @@ def new_ticket(ctx: Context, *, number: int, msg: Inbound, intent: str, follow_u
         "escalated": [],
         "reopened": 0,
     }
+    if language:
+        doc["language"] = language  # later mails on this ticket (done, resolved) use it too
     if not follow_up:
         doc["outcome"] = "answered"
     if faq:

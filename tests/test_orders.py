@@ -9,7 +9,7 @@ from pathlib import Path
 from supportd.config import OrdersConfig
 from supportd.orders import lookup
 
-from conftest import World, mail
+from conftest import OWNER, World, mail
 
 ORDERS_CSV = """order,email,status,tracking,carrier,tracking_url
 77118,ada@example.org,delivered on 2 November,00340434160000000001,DHL,
@@ -40,6 +40,20 @@ def command_source(tmp: Path, script: str = ORDER_COMMAND) -> OrdersConfig:
     path = tmp / "orders.py"
     path.write_text(script, encoding="utf-8")
     return OrdersConfig(command=(sys.executable, str(path)), timeout_seconds=10)
+
+
+def with_order_export(world: World) -> None:
+    """The shop's order export (ORDERS_CSV) as the world's order source."""
+    (world.root / "orders.csv").write_text(ORDERS_CSV)
+    world.write_config(orders={"csv": "orders.csv"})
+
+
+def answer_to(world: World, raw: bytes) -> str:
+    """The text of the one reply the customer gets to ``raw``."""
+    world.deliver(raw)
+    world.once()
+    [reply] = world.sent_to("ada@example.org")
+    return reply_text(reply)
 
 
 def reply_text(reply: EmailMessage) -> str:
@@ -116,8 +130,7 @@ def test_failing_or_hanging_command_never_fails_the_reply(tmp_path: Path) -> Non
 
 def test_delivery_question_gets_status_and_tracking_from_the_csv(world: World) -> None:
     """'Where is order 77120?' is answered at once with its status, carrier, number and link."""
-    (world.root / "orders.csv").write_text(ORDERS_CSV)
-    world.write_config(orders={"csv": "orders.csv"})
+    with_order_export(world)
     world.deliver(mail("Hello, where is my order 77120? It has not arrived yet."))
     world.once()
     [reply] = world.sent_to("ada@example.org")
@@ -140,8 +153,7 @@ def test_delivery_question_gets_status_from_the_command(world: World) -> None:
 
 def test_another_customers_order_number_is_not_disclosed(world: World) -> None:
     """Bob asks about Ada's order: no status or tracking; a person will check, with the ETA."""
-    (world.root / "orders.csv").write_text(ORDERS_CSV)
-    world.write_config(orders={"csv": "orders.csv"})
+    with_order_export(world)
     world.deliver(mail("Hello, where is my order 77120?", sender="Bob <bob@example.org>"))
     world.once()
     text = reply_text(world.sent_to("bob@example.org")[0])
@@ -161,8 +173,7 @@ def test_command_order_of_another_customer_is_not_disclosed(world: World) -> Non
 
 def test_found_order_closes_the_ticket_unknown_order_keeps_it_open(world: World) -> None:
     """A question answered from the export needs no follow-up; an unknown order waits for a person."""
-    (world.root / "orders.csv").write_text(ORDERS_CSV)
-    world.write_config(orders={"csv": "orders.csv"})
+    with_order_export(world)
     world.deliver(mail("Hello, where is my order 77120?"))
     world.deliver(mail("Hello, where is my order 55555?", subject="Another order"))
     report = world.once()
@@ -171,3 +182,36 @@ def test_found_order_closes_the_ticket_unknown_order_keeps_it_open(world: World)
     assert tickets[answered["ticket"]]["state"] == "closed"
     assert tickets[unknown["ticket"]]["state"] == "open"
     assert tickets[unknown["ticket"]]["due"] is not None
+
+
+def test_german_question_gets_status_and_tracking_in_german(world: World) -> None:
+    """'Wo bleibt meine Bestellung 77120?' from the order's owner: status and tracking, in German."""
+    with_order_export(world)
+    text = answer_to(world, mail("Hallo, wo bleibt meine Bestellung 77120?", subject="Bestellung 77120"))
+    assert "Status der Bestellung 77120: shipped on Friday" in text
+    assert "Sendungsnummer (DHL): 00340434161234567890" in text
+
+
+def test_lost_parcel_stays_open_for_a_person_and_alerts_the_owner(world: World) -> None:
+    """'Tracking says delivered, no parcel here': the ticket stays open and the owner hears at once."""
+    with_order_export(world)
+    world.deliver(mail("Hello, the tracking says order 77118 was delivered but there is no parcel here.",
+                       subject="Order 77118"))
+    report = world.once()
+    [plan] = report.plans
+    ticket = world.tickets()[plan["ticket"]]
+    assert plan["primary_intent"] == "lost_parcel"
+    assert ticket["state"] == "open" and ticket["due"] is not None
+    [reply] = world.sent_to("ada@example.org")
+    assert "delivered on 2 November" in reply_text(reply) and "A person is looking into it" in reply_text(reply)
+    [alert] = world.sent_to(OWNER)
+    assert "77118" in reply_text(alert)
+
+
+def test_lost_parcel_not_yet_delivered_by_the_carrier_alerts_nobody(world: World) -> None:
+    """When the carrier does not say delivered, a person follows up, without an alert."""
+    with_order_export(world)
+    world.deliver(mail("My tracking says delivered, but nothing arrived. Order 77120.", subject="Order"))
+    report = world.once()
+    assert world.tickets()[report.plans[0]["ticket"]]["state"] == "open"
+    assert world.sent_to(OWNER) == []

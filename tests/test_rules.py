@@ -32,7 +32,7 @@ def rules() -> RuleSet:
 
 
 def test_default_rules_meet_the_targets_on_the_dev_set(rules: RuleSet) -> None:
-    """Cancellation and delivery questions from a public dataset are recognised (recall >= 90%, precision >= 95%)."""
+    """Cancellation and delivery questions from a public dataset are recognised (recall >= 96%, precision >= 97%)."""
     if not DEV_SET.is_file():
         pytest.skip(f"the intents dev set is not at {DEV_SET} (CI puts ../shared beside the clone)")
     result = measure(read_examples(DEV_SET), rules)
@@ -243,3 +243,94 @@ def test_try_shows_the_rule_that_decided_and_why(tmp_path: Path) -> None:
     assert answer["rule"] == "broken-or-damaged"
     assert "'cracked'" in answer["why"] and "cracked handle" in answer["why"]
     assert answer["primary_intent"] == "defect"
+
+
+# ---------------------------------------------------------------- typos, implicit requests, accounts
+
+
+@pytest.mark.parametrize(("body", "intent", "order_number"), [
+    ("where can i cancfel order 113542617735902", "cancellation", "113542617735902"),
+    ("I need help cacnelling my purchqse 77120", "cancellation", "77120"),
+    ("I want to teack order 77120", "delivery_status", "77120"),
+    ("cancelling order113542617735902 please", "cancellation", "113542617735902"),
+    ("would it be possible to locate purchase113542617735902?", "delivery_status", "113542617735902"),
+])
+def test_typos_and_glued_numbers_are_read_as_meant(rules: RuleSet, body: str, intent: str,
+                                                   order_number: str) -> None:
+    """A letter too many, missing, changed or swapped, and an order number glued on, still find the rule."""
+    decision = rules.decide(parse(mail(body, subject="")))
+    assert (decision.primary_intent, decision.order_number) == (intent, order_number)
+
+
+@pytest.mark.parametrize("body", [
+    "My older order arrived fine, thanks.",
+    "My mother has cancer, I may be slow to answer about the mug colour.",
+    "The truck driver was very friendly.",
+])
+def test_real_words_near_rule_words_are_not_typos(rules: RuleSet, body: str) -> None:
+    """'older', 'cancer', 'truck' stay what they are: no cancellation or delivery question appears."""
+    decision = rules.decide(parse(mail(body, subject="Hello")))
+    assert not {"cancellation", "delivery_status"} & set(decision.intents)
+
+
+@pytest.mark.parametrize("body", ["I don't want order 77120.", "I can no longer afford order 77120.",
+                                  "Sorry, I can't afford this order any more."])
+def test_implicit_cancellation_requests_are_cancellations(rules: RuleSet, body: str) -> None:
+    """'I don't want order X' asks to cancel it without the word."""
+    assert rules.decide(parse(mail(body, subject="Order"))).primary_intent == "cancellation"
+
+
+@pytest.mark.parametrize("body", ["Please cancel my Gold account.", "How do I delete my account?",
+                                  "I don't use the freemium account any more, I need to cancel it.",
+                                  "Bitte löschen Sie mein Kundenkonto."])
+def test_account_cancellation_is_its_own_intent_and_holds_no_order_action(body: str) -> None:
+    """'Cancel my Gold account' is about the account: no order is held for cancellation, a person answers."""
+    plan = plan_for(offline_context(), parse(mail(body, subject="Account")))
+    assert plan.decision.primary_intent == "account_cancellation"
+    assert "cancellation" not in plan.decision.intents and plan.new_pending is None
+    assert plan.customer_reply is not None and plan.new_ticket is not None and plan.new_ticket["follow_up"]
+
+
+# ---------------------------------------------------------------- which intent leads
+
+
+def test_a_clear_cancellation_leads_over_its_reason() -> None:
+    """'Please cancel my order. I ordered the wrong colour.' is a cancellation (held), not a defect."""
+    plan = plan_for(offline_context(), parse(mail("Please cancel my order #77120. I ordered the wrong colour.",
+                                                  subject="Order 77120")))
+    assert plan.decision.primary_intent == "cancellation"
+    assert plan.held_action == {"action": "cancel_order", "confirm_to": "ada@example.org"}
+
+
+def test_a_refused_change_never_leads(rules: RuleSet) -> None:
+    """'I don't want to cancel my subscription! I just moved' is not a cancellation, and nothing is held."""
+    body = "I don't want to cancel my subscription! I just moved, new address: 5 Elm Street, Leeds."
+    decision = rules.decide(parse(mail(body, subject="New address")))
+    assert decision.primary_intent != "cancellation" and decision.explicit_request is None
+    assert [(m.intent, m.kind) for m in decision.mentions] == [("cancellation", "negated")]
+
+
+def test_a_gift_address_question_is_not_a_delivery_status_question(rules: RuleSet) -> None:
+    """'Can I have it sent to my sister?' asks where to send it, not where it is."""
+    decision = rules.decide(parse(mail("Can I have it sent to my sister? It's a birthday present.", subject="Gift")))
+    assert decision.primary_intent != "delivery_status"
+
+
+# ---------------------------------------------------------------- German
+
+
+@pytest.mark.parametrize(("body", "intent"), [
+    ("Wo bleibt meine Bestellung 77120?", "delivery_status"),
+    ("Ich habe mein Paket immer noch nicht erhalten.", "delivery_status"),
+    ("Die Tasse ist kaputt angekommen.", "defect"),
+    ("Die Schuhe sind zu klein.", "defect"),
+    ("Bitte stornieren Sie meine Bestellung 77120.", "cancellation"),
+    ("Ich möchte mein Abo kündigen.", "cancellation"),
+    ("Bitte melden Sie mich vom Newsletter ab.", "unsubscribe"),
+    ("Laut Sendungsverfolgung zugestellt, aber kein Paket da.", "lost_parcel"),
+    ("Bitte löschen Sie mein Konto.", "account_cancellation"),
+    ("Haben Sie am Samstag geöffnet?", "other"),
+])
+def test_german_mail_finds_every_intent(rules: RuleSet, body: str, intent: str) -> None:
+    """Every default intent has German rules."""
+    assert rules.decide(parse(mail(body, subject=""))).primary_intent == intent
