@@ -82,7 +82,8 @@ def writer_lock(state_dir: Path, who: str, wait: float = LOCK_WAIT_SECONDS) -> I
     deadline = time.monotonic() + wait
     try:
         while not _try_lock(fd, who):
-            if time.monotonic() > deadline:
+            # A short command is waited for; a running daemon is not (it may run for months).
+            if time.monotonic() > deadline or _holder(fd).startswith("daemon"):
                 holder = _holder(fd) or "another supportd process"
                 what = "supportd is already running" if holder.startswith("daemon") else "a supportd command is busy"
                 raise StateError(f"{what} on {state_dir} ({holder}); one process writes the state at a time")

@@ -6,6 +6,7 @@ import os
 import pwd
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,37 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(world: World) -> Non
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         second = subprocess.run([sys.executable, "-m", "supportd", "run", "--config", str(world.config_path)],
                                 capture_output=True, text=True, timeout=60, check=False, env=env)
-        once = supportd(world, "recover")
+        started = time.monotonic()
+        others = [supportd(world, "once"), supportd(world, "recover")]
+        waited = time.monotonic() - started
     finally:
         stop(process)
     assert second.returncode == 3 and "already running" in second.stderr
-    assert once.returncode == 3 and "already running" in once.stderr
+    for other in others:
+        assert other.returncode == 3 and "already running" in other.stderr
+    assert waited < 20  # a command does not wait for a daemon to stop: it says so at once
+
+
+def test_digest_send_and_pending_drop_during_a_live_run_are_applied_by_the_daemon(world: World) -> None:
+    """`digest --send` and `pending drop` while the daemon runs: the daemon queues and sends the digest,
+    and the dropped cancellation is not carried out when the customer confirms it afterwards."""
+    process = start_daemon(world)
+    try:
+        world.deliver(mail("Please cancel my order 77120.", sender=ADA, subject="Cancel"))
+        world.sink.wait_for(1, timeout=WAIT)  # the confirmation request
+        listed = supportd(world, "pending")
+        [held_id] = [line.split()[0] for line in listed.stdout.splitlines() if "cancel" in line]
+        dropped = supportd(world, "pending", "drop", held_id)
+        digest = supportd(world, "digest", "--send")
+        world.sink.wait_for(2, timeout=WAIT)
+    finally:
+        stop(process)
+    assert dropped.returncode == 0 and f"dropped {held_id}" in dropped.stdout
+    assert digest.returncode == 0 and "queued" in digest.stdout
+    [sent_digest] = world.sent_to("owner@shop.example")
+    assert "your week" in str(sent_digest["Subject"])
+    assert "applied pending-drop" in (world.root / "daemon.log").read_text()
+    assert "no pending actions" in supportd(world, "pending").stdout
 
 
 def system_python(folder: Path) -> Path:
