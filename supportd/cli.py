@@ -113,7 +113,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_as_owner(args)
     with writer_lock(config.state_dir, "daemon"):
-        daemon = Daemon(config)
+        try:
+            daemon = Daemon(config)
+        except StateError as exc:  # not a crash to restart from: the owner must look (unit: RestartPreventExitStatus=3)
+            from supportd import sdnotify
+            from supportd.daemon import tell_owner_directly
+
+            sdnotify.status(f"stopped: the state folder needs you: {exc}"[:400])
+            tell_owner_directly(config, "state-broken", f"supportd stopped and answers no mail until this is "
+                                f"fixed:\n\n{exc}\n\nThen: systemctl restart supportd")
+            raise
         daemon.install_signal_handlers()
         return daemon.run()
 
@@ -267,6 +276,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from supportd.writer import running_daemon
 
     config = load(args)
+    if not os.access(config.state_dir, os.R_OK | os.X_OK):
+        raise StateError(f"cannot read the state folder {config.state_dir} as this user; "
+                         "run it as root (sudo) or as the user supportd runs as")
     report = health.gather(config.state_dir, running_daemon(config.state_dir), SystemClock().now())
     if args.json:
         print(json.dumps(report, sort_keys=True))

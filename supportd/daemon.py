@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import signal
 import threading
@@ -78,6 +79,30 @@ def load_rules_and_replies(config: Config) -> tuple[RuleSet, Replies]:
     # the FAQ's answers are our words too: pasted back in a reply, they are not the customer's
     replies.more_of_our_text = [entry.answer for entry in rules.faq.entries if entry.answer]
     return rules, replies
+
+
+def tell_owner_directly(config: Config, cause: str, details: str) -> bool:
+    """Mail the owner without the state (when the state itself is the trouble): straight over SMTP."""
+    from supportd.mailer import SENT, Envelope
+
+    clock = SystemClock()
+    mailer = Mailer(config.smtp)
+    try:
+        rules, replies = load_rules_and_replies(config)
+        ctx = Context(config=config, rules=rules, replies=replies, ledger=Ledger.in_memory(clock), clock=clock,
+                      secret=os.urandom(32))
+        mail = owner.escalation(ctx, cause=cause, subject_key=ctx.local_day(), details=details)
+        assert mail is not None  # a fresh in-memory ledger has sent nothing
+        envelope = Envelope(mail.message_id, config.shop.support_address, mail.to, mail.raw)
+        [result] = mailer.send([envelope], lambda ids: None)
+    except Exception as exc:  # the owner cannot be mailed: the log and systemd's status line still say it
+        log.error("could not mail the owner about it: %s", exc)
+        return False
+    finally:
+        mailer.close()
+    if result.status != SENT:
+        log.error("could not mail the owner about it: %s %s", result.code, result.detail)
+    return result.status == SENT
 
 
 def open_context(config: Config, clock: Clock) -> Context:

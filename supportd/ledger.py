@@ -110,7 +110,10 @@ def read_state_file(path: Path) -> dict[str, Any]:
     try:
         data = orjson.loads(path.read_bytes())
     except PermissionError as exc:
-        owner = path.stat().st_uid
+        try:
+            owner = str(path.stat().st_uid)
+        except OSError:
+            owner = "another user"
         raise StateError(
             f"the state file {path} belongs to uid {owner} and this process (uid {os.geteuid()}) may not read "
             "it; it is not damaged. Give every file back to the folder's owner: "

@@ -30,6 +30,7 @@ CAUSES = {
     "rules-broken": "the rule files have an error",
     "config-broken": "the edited config file has an error",
     "imap-login": "supportd cannot log in to the support mailbox",
+    "state-broken": "supportd cannot use its state folder and has stopped",
     "smtp-login": "supportd cannot log in to the mail server to send replies",
     "bad-tokens": "repeated invalid confirmation codes",
     "faq-unhelpful": "a customer said an FAQ answer did not help",

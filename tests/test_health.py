@@ -187,3 +187,19 @@ def test_the_digest_never_calls_an_alert_sent_that_the_mail_server_refused(world
     assert "sent to you" not in text
     assert "2 alerts for you during the week; 2 of them could not be mailed to you" in text  # upset, writes again
     assert "2 of them did not reach you by mail" in text
+
+
+def test_a_daemon_that_cannot_read_its_state_stops_once_and_tells_the_owner(world: World) -> None:
+    """A damaged state file: supportd exits with 3 (the unit does not restart on 3), and the owner gets a
+    mail saying what is wrong and what to do; the damaged file is left as it was."""
+    world.write_config()
+    world.deliver(mail())
+    world.once()
+    state = world.root / "state" / "state.json"
+    state.write_bytes(b"{not json")
+    result = subprocess.run([sys.executable, "-m", "supportd", "run", "--config", str(world.config_path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 3 and "supportd recover" in result.stderr
+    [alert] = world.sent_to("owner@shop.example")
+    assert "cannot use its state folder" in str(alert["Subject"]) and "supportd recover" in alert.get_content()
+    assert state.read_bytes() == b"{not json"
