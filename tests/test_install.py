@@ -87,5 +87,8 @@ def test_readme_install_section_works_as_written(root: Path) -> None:
                    "Message-ID: <m1@example.org>\n\nMy mug arrived broken.\n")
     tried = run(f"/opt/supportd/venv/bin/supportd try --json --config /etc/supportd/supportd.yaml {eml}", root)
     assert '"primary_intent": "defect"' in tried.stdout
-    for data in ("rules/00-language.yaml", "replies/defect.txt", "replies/snippets/sizing.txt"):
-        assert (root / "etc/supportd" / data).is_file(), f"{data} missing from a non-editable install"
+    shipped = {str(p.relative_to(REPO)) for folder in ("rules", "replies") for p in (REPO / folder).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    installed = {str(p.relative_to(root / "etc/supportd")) for p in (root / "etc/supportd").rglob("*")
+                 if p.is_file() and p.parts[-2:][0] != "credentials" and p.name != "supportd.yaml"}
+    assert shipped <= installed, f"missing from a non-editable install (setup.cfg data_files): {shipped - installed}"
