@@ -375,8 +375,8 @@ def _attribution_in(text: str, first_length: int) -> tuple[str, bool] | None:
         return ("", True) if dated and len(inner) <= _MAX_MARKER_CHARS * 2 else None
     verb = verbs[-1]
     after = inner[verb.end() :].strip()
-    if len(after) > _MAX_AFTER_VERB_CHARS or (after and not after.endswith((":", "：")) and "@" not in after):
-        return None
+    if len(after) > _MAX_AFTER_VERB_CHARS or (after not in ("", ":", "：") and "@" not in after):
+        return None  # "On 3 May I wrote to you about order 77120:" is a sentence
     before = inner[: verb.start()]
     prefix, header = _split_prefix(before, first_length)
     wrapped = len(text) > first_length

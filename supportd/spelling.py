@@ -12,7 +12,8 @@ words of ``REAL_WORDS`` (English and German words near the default typo words, s
 owner's ``not_typos``. The rule words themselves are ``typo_words`` in ``rules/00-language.yaml``.
 
 Cheap and linear: a word is looked up through the deletions of at most two letters (SymSpell's
-idea), words are only read from the first ``MAX_CHARS`` characters, and answers are cached.
+idea), words are only read from the first ``MAX_CHARS`` characters, at most ``MAX_LOOKUPS`` new
+words are looked up per text, and answers are cached.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ MIN_LETTERS = 5
 LONG_WORD = 8  # from this length on, two edits are allowed
 MAX_CHARS = 20_000
 MAX_CACHE = 10_000
+# New words looked up per text, at most: 500 cost about 90 ms at worst (random 14-letter words),
+# an ordinary mail needs a few dozen. Words past the budget are read as typed.
+MAX_LOOKUPS = 500
+# Short words that a missing space glues to the next word ("ispurchase", "myorder").
+GLUED_PREFIXES = ("is", "my", "the", "an", "of", "to", "for", "your", "our", "this", "where")
 # A word, maybe with a number glued to its end ("order113542617735902").
 _TOKEN = re.compile(r"([^\W\d_]+)(\d{3,})?")
 
@@ -91,22 +97,35 @@ class Spelling:
         if not self.words:
             return text
         head, tail = text[:MAX_CHARS], text[MAX_CHARS:]
-        return _TOKEN.sub(self._replace, head) + tail
+        budget = [MAX_LOOKUPS]
+        return _TOKEN.sub(lambda match: self._replace(match, budget), head) + tail
 
-    def _replace(self, match: re.Match[str]) -> str:
+    def _replace(self, match: re.Match[str], budget: list[int]) -> str:
         letters, digits = match.group(1), match.group(2)
-        word = self.word(letters)
+        word = self._unglued(letters) or self.word(letters, budget)
         if digits is None:
             return word
         return f"{word} {digits}" if word.lower() in self.words else match.group()
 
-    def word(self, token: str) -> str:
-        """The rule word ``token`` is a typo of, or ``token`` itself."""
+    def _unglued(self, token: str) -> str | None:
+        """'ispurchase' -> 'is purchase': a short word glued to the front of a rule word."""
+        lower = token.lower()
+        for prefix in GLUED_PREFIXES:
+            if lower.startswith(prefix) and lower[len(prefix) :] in self.words:
+                return f"{token[: len(prefix)]} {lower[len(prefix) :]}"
+        return None
+
+    def word(self, token: str, budget: list[int] | None = None) -> str:
+        """The rule word ``token`` is a typo of, or ``token`` itself (also once ``budget`` is spent)."""
         lower = token.lower()
         if not self._shortest <= len(lower) <= self._longest or lower in self.words or lower in self.real_words:
             return token
         found = self._cache.get(lower)
         if found is None:
+            if budget is not None:
+                if budget[0] <= 0:
+                    return token
+                budget[0] -= 1
             found = self._closest(lower) or token
             if len(self._cache) >= MAX_CACHE:
                 self._cache.clear()
@@ -115,8 +134,11 @@ class Spelling:
 
     def _closest(self, lower: str) -> str | None:
         candidates: set[str] = set()
+        by_deletion = self._by_deletion
         for variant in _deletions(lower, allowed_edits(lower)):
-            candidates |= self._by_deletion.get(variant, set())
+            found = by_deletion.get(variant)
+            if found:
+                candidates |= found
         best: tuple[int, str] | None = None
         for word in sorted(candidates):
             if not (lower[0] == word[0] or lower[:2] == word[1::-1]):
@@ -128,11 +150,13 @@ class Spelling:
 
 
 def _deletions(word: str, edits: int) -> Iterator[str]:
-    """``word`` and every string made from it by deleting up to ``edits`` letters."""
+    """``word`` and every string made from it by deleting up to ``edits`` (1 or 2) letters."""
     yield word
-    for count in range(1, edits + 1):
-        for positions in combinations(range(len(word)), count):
-            yield "".join(ch for index, ch in enumerate(word) if index not in positions)
+    for first in range(len(word)):
+        yield word[:first] + word[first + 1 :]
+    if edits >= 2:
+        for first, second in combinations(range(len(word)), 2):
+            yield word[:first] + word[first + 1 : second] + word[second + 1 :]
 
 
 def edit_distance(first: str, second: str) -> int:

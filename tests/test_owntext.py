@@ -219,6 +219,12 @@ def test_answers_between_quotes_under_an_attribution_are_kept() -> None:
     assert own_words(body) == "A replacement, please.\n\nBlue."
 
 
+def test_a_sentence_with_a_date_and_wrote_is_not_a_reply_header() -> None:
+    """'On 3 May I wrote to you about order 77120:' and the list under it are the customer's."""
+    body = "On 3 May I wrote to you about order 77120:\n- the mug\n- the plate"
+    assert own_words(body) == body
+
+
 def test_text_before_an_attribution_on_the_same_line_is_kept() -> None:
     """'reply On Wed, ... wrote:' on one line keeps the customer's 'reply'."""
     body = "Thanks, see below.\n\nreply On Wed, Apr 4, 2012 at 3:59 PM, bob <bob@example.com> wrote:\n> hi\n"

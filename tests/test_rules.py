@@ -254,6 +254,7 @@ def test_try_shows_the_rule_that_decided_and_why(tmp_path: Path) -> None:
     ("I want to teack order 77120", "delivery_status", "77120"),
     ("cancelling order113542617735902 please", "cancellation", "113542617735902"),
     ("would it be possible to locate purchase113542617735902?", "delivery_status", "113542617735902"),
+    ("please track myorder 77120", "delivery_status", "77120"),
 ])
 def test_typos_and_glued_numbers_are_read_as_meant(rules: RuleSet, body: str, intent: str,
                                                    order_number: str) -> None:
