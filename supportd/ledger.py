@@ -1,21 +1,30 @@
-"""State on disk: a small hot ledger (TinyDB) and monthly history files.
+"""State on disk: a small hot ledger (``state.json``, open tickets folded into ``tickets.G.jsonl``) and
+monthly history files.
 
-Why it is built this way (measured on TinyDB 4.9):
+Why it is built this way (measured):
 
-* TinyDB's JSONStorage rewrites the file in place; a kill during a write corrupted 6 of 400 files.
-  ``AtomicStorage`` keeps the data in memory and writes a whole new file on ``commit()``: temp file,
-  fsync, rename, fsync of the folder. A kill at any moment leaves either the old or the new state.
-  The previous generation is kept as ``state.json.prev`` so a damaged file can be recovered by hand.
-* Every commit serialises the whole hot state; orjson does that 16 times faster than the standard
+* TinyDB (which supportd used first) rewrote its file in place; a kill during a write corrupted 6
+  of 400 files. ``atomic_write`` writes a whole new file on ``commit()``: temp file, fsync, rename,
+  fsync of the folder. A kill at any moment leaves either the old or the new state. The previous
+  generation is kept as ``state.json.prev`` so a damaged file can be recovered by hand. The format
+  stays TinyDB's: ``{table: {doc id: document}}``.
+* Every commit serialises ``state.json``; orjson does that 16 times faster than the standard
   library (0.43 ms against 6.85 ms for 2,000 open tickets, measured), which is why it is used.
-* A TinyDB write rebuilds its whole table (O(table size)). Writes by key therefore go straight to
-  the storage's dictionary through an in-memory index (O(1)); TinyDB keeps the file format and
-  the queries. The hot ledger holds only what is in flight
-  (messages being handled, the outbox, pending confirmations, open tickets, today's counters), so
-  the cost of one message does not grow with months of history. Finished records go to
-  ``history/YYYY-MM.jsonl``, appended with one fdatasync per batch.
-* Two processes writing one TinyDB file corrupt it. The daemon and the CLI take ``state.lock``
-  (flock) for each transaction, and reload the file when another process replaced it.
+* Writes by key go straight to the table's dictionary through an in-memory index (O(1)). The hot
+  ledger holds only what is in flight (messages being handled, the outbox, pending confirmations,
+  open tickets, today's counters), so the cost of one message does not grow with months of
+  history. Finished records go to ``history/YYYY-MM.jsonl``, appended with one fdatasync per batch.
+* Open tickets stay until a person keeps the promise, so thousands can be open; rewritten whole at
+  every commit they made each commit O(open tickets) (20 ms at 10,000, 4 MB) and, held as Python
+  dictionaries, cost 1.6 KB of memory each. So ``state.json`` holds only the tickets changed since
+  the last *fold*; the others are in ``tickets.G.jsonl`` (``TicketBase``), kept in memory as their
+  JSON bytes and decoded when read. When more than ``FOLD_AT`` tickets changed, a commit folds:
+  it writes ``tickets.G+1.jsonl`` (atomically) with every open ticket, then ``state.json`` naming
+  generation G+1 with none. ``state.json``'s rename stays the one commit point: a kill before it
+  leaves the old ``state.json``, which names generation G, still on disk (G-1 is kept too, for
+  ``state.json.prev``).
+* Two processes writing one state file corrupt it. The daemon and the CLI take ``state.lock``
+  (flock) for each transaction, and reload the state when another process replaced it.
 * A state file that cannot be read is reported and left alone, never silently replaced.
 """
 
@@ -31,19 +40,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from tinydb import Query, TinyDB
-from tinydb.storages import Storage
-from tinydb.table import Table
 
 from supportd import faults
 from supportd.clock import Clock, iso
 from supportd.errors import StateError
 
 STATE_FILE = "state.json"
+TICKETS_BASE = "tickets.{}.jsonl"
+# A commit folds the tickets into a new base file once more than this many changed since the last
+# fold: a commit then writes at most FOLD_AT tickets, and a fold of 10,000 (4 MB, ~25 ms) comes
+# once in FOLD_AT ticket changes. SUPPORTD_FOLD_TICKETS lowers it for the fault-injection tests.
+FOLD_AT = int(os.environ.get("SUPPORTD_FOLD_TICKETS", "256"))
 SCHEMA_VERSION = 1
 FINGERPRINT_DAYS = 62
 CLOSED_TICKET_DAYS = 90
-# Each table's key, indexed in memory: TinyDB itself finds a document by reading them all.
+# Each table's key, indexed in memory.
 KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "number", "senders": "address",
               "escalations": "key"}
 TABLES = tuple(KEY_FIELDS)
@@ -51,12 +62,17 @@ TABLES = tuple(KEY_FIELDS)
 Doc = dict[str, Any]
 
 
-def atomic_write(path: Path, data: bytes, keep_previous: bool = False) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content, never a mix."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes], keep_previous: bool = False) -> None:
+    """Replace ``path`` with ``data`` (bytes, or pieces of it) so that a crash leaves the old or the
+    new content, never a mix."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        with os.fdopen(os.dup(fd), "wb") as out:  # buffered: pieces need not be joined in memory first
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                out.writelines(data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -79,57 +95,163 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-class AtomicStorage(Storage):
-    """TinyDB storage that lives in memory and reaches the disk only on ``flush``, atomically."""
+class TicketBase:
+    """Open tickets as of the last fold: ``tickets.G.jsonl``, kept as JSON bytes, decoded when read.
 
-    def __init__(self, path: Path | None, data: dict[str, Any]) -> None:
+    The file holds a line ``DOC_ID NUMBER JSON`` per ticket, in doc id order, and a last line
+    ``#end COUNT`` (so a file cut short is known). It is written once, whole, and never changed;
+    a ticket changed since is in ``state.json`` (which wins), one closed since is in ``removed``.
+    """
+
+    def __init__(self, generation: int = 0, rows: dict[str, bytes] | None = None,
+                 numbers: dict[str, int] | None = None) -> None:
+        self.generation = generation
+        self.rows: dict[str, bytes] = rows or {}
+        self.numbers: dict[str, int] = numbers or {}
+        self.removed: set[str] = set()
+
+    def live(self, doc_id: str) -> bool:
+        return doc_id in self.rows and doc_id not in self.removed
+
+    def doc(self, doc_id: str) -> Doc:
+        found: Doc = orjson.loads(self.rows[doc_id])
+        return found
+
+    @staticmethod
+    def path(state_path: Path, generation: int) -> Path:
+        return state_path.with_name(TICKETS_BASE.format(generation))
+
+    @classmethod
+    def read(cls, state_path: Path, marker: Any) -> TicketBase:
+        if not marker:
+            return cls()
+        try:
+            generation = int(marker["generation"])
+            removed = {str(r) for r in marker.get("removed", [])}
+        except (TypeError, KeyError, ValueError) as exc:
+            raise _damaged(state_path, f"its tickets_base entry is not readable: {marker!r:.100}") from exc
+        path = cls.path(state_path, generation)
+        rows: dict[str, bytes] = {}
+        numbers: dict[str, int] = {}
+        try:
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.startswith(b"#end "):
+                        if int(line[5:]) != len(rows):
+                            raise ValueError(f"{len(rows)} tickets where the end line says {int(line[5:])}")
+                        base = cls(generation, rows, numbers)
+                        base.removed = removed
+                        return base
+                    doc_id, number, doc = line.rstrip(b"\n").split(b" ", 2)
+                    rows[doc_id.decode()] = doc
+                    numbers[doc_id.decode()] = int(number)
+            raise ValueError("the file ends before its end line")
+        except PermissionError as exc:
+            raise _not_ours(path) from exc
+        except (OSError, ValueError) as exc:
+            raise _damaged(state_path, f"its open tickets, {path.name}, cannot be read ({exc})") from exc
+
+    def lines(self) -> Iterator[bytes]:
+        for doc_id in sorted(self.rows, key=int):
+            yield b"%s %d %s\n" % (doc_id.encode(), self.numbers[doc_id], self.rows[doc_id])
+        yield b"#end %d\n" % len(self.rows)
+
+
+class AtomicStorage:
+    """The hot state in memory; it reaches the disk only on ``flush``, atomically."""
+
+    def __init__(self, path: Path | None, data: dict[str, Any], base: TicketBase) -> None:
         self.path = path
         self.data = data
+        self.base = base
         self.dirty = False
-
-    def read(self) -> dict[str, Any]:
-        return self.data
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.data = data
-        self.dirty = True
 
     def flush(self) -> bool:
         if not self.dirty:
             return False
         if self.path is not None:
+            folded = len(self.data.get("tickets", {})) + len(self.base.removed) > FOLD_AT
+            if folded:
+                self._fold(self.path)
+            if self.base.generation:
+                self.data["tickets_base"] = {"generation": self.base.generation,
+                                             "removed": sorted(self.base.removed, key=int)}
             atomic_write(self.path, orjson.dumps(self.data), keep_previous=True)
+            if folded:
+                self._drop_bases(self.path, before=self.base.generation - 1)  # G-1: state.json.prev's
         self.dirty = False
         return True
 
+    def _fold(self, state_path: Path) -> None:
+        """Every open ticket into ``tickets.G+1.jsonl``; ``state.json``, written next, names it."""
+        overlay: dict[str, Doc] = self.data.get("tickets", {})
+        old = self.base
+        rows = {i: row for i, row in old.rows.items() if i not in old.removed and i not in overlay}
+        numbers = {i: old.numbers[i] for i in rows}
+        for doc_id, doc in overlay.items():
+            rows[doc_id] = orjson.dumps(doc)
+            numbers[doc_id] = int(doc["number"])
+        base = TicketBase(old.generation + 1, rows, numbers)
+        atomic_write(TicketBase.path(state_path, base.generation), base.lines())
+        faults.point("tickets-folded")
+        self.base = base
+        self.data["tickets"] = {}
 
-def read_state_file(path: Path) -> dict[str, Any]:
-    """The state as stored, or ``StateError`` saying clearly what is wrong and what to do."""
+    @staticmethod
+    def _drop_bases(state_path: Path, before: int) -> None:
+        for path in state_path.parent.glob(TICKETS_BASE.format("*")):
+            generation = path.name.split(".")[1]
+            if generation.isdigit() and int(generation) < before:
+                path.unlink(missing_ok=True)
+
+
+def _not_ours(path: Path) -> StateError:
+    try:
+        owner = str(path.stat().st_uid)
+    except OSError:
+        owner = "another user"
+    return StateError(
+        f"the state file {path} belongs to uid {owner} and this process (uid {os.geteuid()}) may not read "
+        "it; it is not damaged. Give every file back to the folder's owner: "
+        f"chown -R --reference={path.parent} {path.parent}"
+    )
+
+
+def _damaged(path: Path, what: str) -> StateError:
+    return StateError(
+        f"the state file {path} is damaged or unreadable ({what}). supportd has not changed it. "
+        f"Run 'supportd recover' to keep it aside, restore the previous good copy "
+        f"({path.name}.prev) and check it against the mailbox."
+    )
+
+
+def read_hot_state(path: Path) -> tuple[dict[str, Any], TicketBase]:
+    """``state.json`` as stored and its ticket base, or ``StateError`` saying what is wrong."""
     if not path.exists():
-        return {}
+        return {}, TicketBase()
     try:
         data = orjson.loads(path.read_bytes())
     except PermissionError as exc:
-        try:
-            owner = str(path.stat().st_uid)
-        except OSError:
-            owner = "another user"
-        raise StateError(
-            f"the state file {path} belongs to uid {owner} and this process (uid {os.geteuid()}) may not read "
-            "it; it is not damaged. Give every file back to the folder's owner: "
-            f"chown -R --reference={path.parent} {path.parent}"
-        ) from exc
+        raise _not_ours(path) from exc
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise StateError(
-            f"the state file {path} is damaged or unreadable ({exc}). supportd has not changed it. "
-            f"Run 'supportd recover' to keep it aside, restore the previous good copy "
-            f"({path.name}.prev) and check it against the mailbox."
-        ) from exc
+        raise _damaged(path, str(exc)) from exc
     if not isinstance(data, dict) or not isinstance(data.get("meta", {}), dict):
         raise StateError(
             f"the state file {path} does not hold supportd state. supportd has not changed it. "
             "Check the 'paths: state' setting, or run 'supportd recover'."
         )
+    return data, TicketBase.read(path, data.get("tickets_base"))
+
+
+def read_state_file(path: Path) -> dict[str, Any]:
+    """The whole state as one dictionary (every open ticket in ``tickets``), or ``StateError``."""
+    data, base = read_hot_state(path)
+    data.pop("tickets_base", None)
+    if base.rows:
+        overlay = data.get("tickets", {})
+        tickets = {i: base.doc(i) for i in base.rows if base.live(i) and i not in overlay}
+        tickets.update(overlay)
+        data["tickets"] = dict(sorted(tickets.items(), key=lambda item: int(item[0])))
     return data
 
 
@@ -233,7 +355,7 @@ class Ledger:
         self._file_id: tuple[int, int, int] | None = None
         self._fingerprints: set[str] | None = None
         self._closed_tickets: dict[int, Doc] | None = None
-        self._load(read_state_file(self.path) if self.path else {})
+        self._load(*(read_hot_state(self.path) if self.path else ({}, TicketBase())))
 
     @classmethod
     def open(cls, state_dir: Path, clock: Clock) -> Ledger:
@@ -254,16 +376,20 @@ class Ledger:
 
     # ------------------------------------------------------------ storage and locking
 
-    def _load(self, data: dict[str, Any]) -> None:
+    def _load(self, data: dict[str, Any], base: TicketBase) -> None:
         data.setdefault("meta", {})
-        self.storage = AtomicStorage(self.path, data)
-        self.db = TinyDB(storage=lambda: self.storage)
-        self.tables: dict[str, Table] = {name: self.db.table(name, cache_size=0) for name in TABLES}
+        self.storage = AtomicStorage(self.path, data, base)
         self.doc_ids: dict[str, dict[Any, int]] = {
             name: {doc[field]: int(doc_id) for doc_id, doc in data.get(name, {}).items() if field in doc}
             for name, field in KEY_FIELDS.items()
         }
-        self.next_doc_id = {name: max(ids.values(), default=0) + 1 for name, ids in self.doc_ids.items()}
+        tickets = self.doc_ids["tickets"]
+        for doc_id, number in base.numbers.items():
+            if base.live(doc_id) and number not in tickets:
+                tickets[number] = int(doc_id)
+        top = max(map(int, base.rows), default=0)
+        self.next_doc_id = {name: max([*ids.values(), top if name == "tickets" else 0]) + 1
+                            for name, ids in self.doc_ids.items()}
         meta = self.storage.data["meta"]
         if "1" not in meta:
             meta["1"] = {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())}
@@ -310,7 +436,7 @@ class Ledger:
         self._lock_depth = 1
         try:
             if self._current_file_id() != self._file_id:  # another process wrote it: never work from a stale copy
-                self._load(read_state_file(self.path) if self.path else {})
+                self._load(*(read_hot_state(self.path) if self.path else ({}, TicketBase())))
                 self._file_id = self._current_file_id()
                 self._fingerprints = self._closed_tickets = None  # read again from the history
             yield self
@@ -347,21 +473,35 @@ class Ledger:
 
     # ------------------------------------------------------------ small helpers for the modules
 
-    def table(self, name: str) -> Table:
-        return self.tables[name]
-
     def get(self, table: str, **match: Any) -> Doc | None:
         key_field = KEY_FIELDS[table]
         if set(match) == {key_field}:  # by key: through the index, without reading the table
             doc_id = self.doc_ids[table].get(match[key_field])
-            found = self.tables[table].get(doc_id=doc_id) if doc_id is not None else None
-        else:
-            found = self.tables[table].get(_where(match))
-        return dict(found) if isinstance(found, dict) else None
+            return self._doc(table, str(doc_id)) if doc_id is not None else None
+        return next((doc for doc in self._docs(table) if _matches(doc, match)), None)
 
     def find(self, table: str, **match: Any) -> list[Doc]:
-        docs = self.tables[table].search(_where(match)) if match else self.tables[table].all()
-        return [dict(d) for d in docs]
+        return [doc for doc in self._docs(table) if _matches(doc, match)]
+
+    def _doc(self, table: str, doc_id: str) -> Doc | None:
+        """A copy of the document (changing it changes nothing until ``put``)."""
+        row = self._rows(table).get(doc_id)
+        if row is not None:
+            return dict(row)
+        base = self.storage.base
+        return base.doc(doc_id) if table == "tickets" and base.live(doc_id) else None
+
+    def _docs(self, table: str) -> Iterator[Doc]:
+        """Copies of every document, in doc id order."""
+        rows = self._rows(table)
+        base = self.storage.base
+        if table != "tickets" or not base.rows:
+            yield from (dict(row) for row in rows.values())
+            return
+        ids = sorted({*rows, *(i for i in base.rows if base.live(i))}, key=int)
+        for doc_id in ids:
+            row = rows.get(doc_id)
+            yield dict(row) if row is not None else base.doc(doc_id)
 
     def put(self, table: str, key_field: str, doc: Doc) -> None:
         """Insert or replace the document whose ``key_field`` equals ``doc[key_field]``."""
@@ -378,9 +518,13 @@ class Ledger:
     def patch(self, table: str, key_field: str, key: Any, **changes: Any) -> None:
         self._check_key(table, key_field)
         doc_id = self.doc_ids[table].get(key)
-        if doc_id is not None:
-            self._rows(table)[str(doc_id)].update(changes)
-            self.storage.dirty = True
+        if doc_id is None:
+            return
+        rows = self._rows(table)
+        if str(doc_id) not in rows:  # a ticket in the base file: changed, it moves to state.json
+            rows[str(doc_id)] = self.storage.base.doc(str(doc_id))
+        rows[str(doc_id)].update(changes)
+        self.storage.dirty = True
 
     def remove(self, table: str, key_field: str, keys: Iterable[Any]) -> None:
         self._check_key(table, key_field)
@@ -388,11 +532,13 @@ class Ledger:
         for key in set(keys):
             doc_id = self.doc_ids[table].pop(key, None)
             if doc_id is not None:
-                del rows[str(doc_id)]
+                rows.pop(str(doc_id), None)
+                if table == "tickets" and str(doc_id) in self.storage.base.rows:
+                    self.storage.base.removed.add(str(doc_id))
                 self.storage.dirty = True
 
     def _rows(self, table: str) -> dict[str, Doc]:
-        """The table as stored ({doc id: document}), which TinyDB's queries read too."""
+        """The table as ``state.json`` stores it ({doc id: document}); for tickets, those changed since the fold."""
         rows: dict[str, Doc] = self.storage.data.setdefault(table, {})
         return rows
 
@@ -447,9 +593,6 @@ class Ledger:
         return self._fingerprints
 
 
-def _where(match: dict[str, Any]) -> Any:
-    condition = None
-    for key, value in match.items():
-        test = Query()[key] == value
-        condition = test if condition is None else condition & test
-    return condition
+def _matches(doc: Doc, match: dict[str, Any]) -> bool:
+    """Every field in ``match`` present in ``doc`` with an equal value."""
+    return all(key in doc and doc[key] == value for key, value in match.items())

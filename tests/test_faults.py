@@ -34,7 +34,10 @@ MAX_RUNS_PER_TRIAL = 40
 CRASH_POINTS_PER_RUN = 40
 # Every crash point in supportd (see faults.point calls); a test checks this list is complete.
 CRASH_POINTS = ("claimed", "fetched", "deciding", "decided", "staged", "released", "answered", "recorded",
-                "copied", "done", "marked", "history-written")
+                "copied", "done", "marked", "history-written", "tickets-folded")
+# Open tickets fold into tickets.G.jsonl after 3 changes instead of 256, so every trial folds, and
+# kills land before, during and after folds (supportd.ledger.FOLD_AT).
+FOLD_ENV = {"SUPPORTD_FOLD_TICKETS": "3"}
 WAIT = 30.0
 
 STATS: Counter[str] = Counter()
@@ -103,14 +106,14 @@ class Mailbox:
         return self.world.dovecot.append(self.user, raw)
 
     def supportd(self, *args: str, crash_at: str = "", timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SUPPORTD_CRASH_AT": crash_at}
+        env = {**os.environ, **FOLD_ENV, "SUPPORTD_CRASH_AT": crash_at}
         return subprocess.run([sys.executable, "-m", "supportd", *args, "--config", str(self.config)],
                               capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
     def start_daemon(self) -> subprocess.Popen[bytes]:
         log = (self.folder / "daemon.log").open("ab")
         return subprocess.Popen([sys.executable, "-m", "supportd", "run", "--config", str(self.config)],
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **FOLD_ENV})
 
     def acks(self) -> Counter[str]:
         """How many replies each of our customer messages received."""

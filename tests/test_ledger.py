@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import signal
 import subprocess
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from supportd import ledger as ledger_module
 from supportd.clock import FakeClock
 from supportd.errors import StateError
-from supportd.ledger import Ledger
+from supportd.ledger import Ledger, read_state_file
 
 START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 WRITER = textwrap.dedent("""
@@ -108,3 +110,72 @@ def test_state_file_is_written_only_by_its_owner(tmp_path: Path) -> None:
         ledger.set_meta("x", 1)
     assert (tmp_path / "state").stat().st_mode & 0o077 == 0
     assert (tmp_path / "state" / "state.json").stat().st_mode & 0o077 == 0
+
+
+def ticket(number: int, state: str = "open") -> dict[str, object]:
+    return {"number": number, "customer": f"c{number}@example.org", "state": state, "due": "2026-11-25T10:00:00Z"}
+
+
+def test_open_tickets_fold_into_a_base_file_and_read_back_the_same(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FOLD_AT changed tickets, a commit moves them to tickets.G.jsonl; every ticket reads back unchanged."""
+    monkeypatch.setattr(ledger_module, "FOLD_AT", 5)
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    with ledger.locked():
+        for number in range(1001, 1021):
+            ledger.put("tickets", "number", ticket(number))
+    assert (tmp_path / "tickets.1.jsonl").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["tickets"] == {}
+    with ledger.locked():
+        ledger.patch("tickets", "number", 1003, state="answered")
+        ledger.remove("tickets", "number", [1004])
+        ledger.put("tickets", "number", ticket(1021))
+    for reader in (ledger, Ledger.open(tmp_path, FakeClock(START))):
+        assert reader.get("tickets", number=1003) == {**ticket(1003), "state": "answered"}
+        assert reader.get("tickets", number=1004) is None
+        assert [t["number"] for t in reader.find("tickets", state="open")] == [
+            n for n in range(1001, 1022) if n not in (1003, 1004)]
+    whole = read_state_file(tmp_path / "state.json")
+    assert sorted(t["number"] for t in whole["tickets"].values()) == [n for n in range(1001, 1022) if n != 1004]
+    assert "tickets_base" not in whole
+
+
+def test_killed_between_the_ticket_fold_and_the_commit_the_state_is_the_last_commit(tmp_path: Path) -> None:
+    """A kill after the new tickets file is written but before state.json names it leaves the previous state."""
+    script = textwrap.dedent("""
+        import sys, pathlib
+        from supportd.clock import SystemClock
+        from supportd.ledger import Ledger
+        ledger = Ledger.open(pathlib.Path(sys.argv[1]), SystemClock())
+        for batch in range(3):
+            with ledger.locked():
+                for n in range(4):
+                    number = 1000 + batch * 4 + n
+                    ledger.put("tickets", "number", {"number": number, "state": "open"})
+                ledger.set_meta("batch", batch)
+    """)
+    env = {**os.environ, "SUPPORTD_FOLD_TICKETS": "5", "SUPPORTD_CRASH_AT": "tickets-folded@1"}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=False)
+    assert result.returncode == -signal.SIGKILL
+    assert (tmp_path / "tickets.1.jsonl").exists()  # written, but not yet named by state.json
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    assert ledger.meta("batch") == 0
+    assert [t["number"] for t in ledger.find("tickets")] == [1000, 1001, 1002, 1003]
+    with ledger.locked():  # and the next fold writes generation 1 again, over the orphan
+        for number in range(1004, 1010):
+            ledger.put("tickets", "number", {"number": number, "state": "open"})
+    assert len(Ledger.open(tmp_path, FakeClock(START)).find("tickets")) == 10
+
+
+def test_a_damaged_tickets_file_is_reported_not_read_as_no_tickets(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tickets file cut short stops supportd with the same clear message as a damaged state file."""
+    monkeypatch.setattr(ledger_module, "FOLD_AT", 2)
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    with ledger.locked():
+        for number in range(1001, 1006):
+            ledger.put("tickets", "number", ticket(number))
+    base = tmp_path / "tickets.1.jsonl"
+    base.write_bytes(base.read_bytes()[:-20])
+    with pytest.raises(StateError, match=r"damaged.*tickets\.1\.jsonl.*supportd recover"):
+        Ledger.open(tmp_path, FakeClock(START))
