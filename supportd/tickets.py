@@ -165,7 +165,7 @@ def open_tickets(ctx: Context) -> list[Doc]:
 
 def overdue(ctx: Context) -> list[Doc]:
     now = iso(ctx.now())
-    return [t for t in ctx.ledger.find("tickets", state=OPEN) if t.get("due") and t["due"] < now]
+    return ctx.ledger.find("tickets", where=lambda t: bool(t.get("due")) and t["due"] < now, state=OPEN)
 
 
 def archive_closed(ctx: Context) -> int:
@@ -184,7 +184,7 @@ def set_aside_stale(ctx: Context) -> list[Doc]:
     names them once more; a reply from the customer opens the ticket again.
     """
     cutoff = iso(ctx.now() - dt.timedelta(days=STALE_DAYS))
-    stale = [t for t in ctx.ledger.find("tickets", state=OPEN) if t.get("due") and t["due"] < cutoff]
+    stale = ctx.ledger.find("tickets", where=lambda t: bool(t.get("due")) and t["due"] < cutoff, state=OPEN)
     for ticket in stale:
         close(ctx, ticket["number"], "stale")
     return stale
