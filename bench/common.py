@@ -230,7 +230,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     found = {"python": sys.version.split()[0], "supportd": __version__}
-    for package in ("tinydb", "imapclient", "aiosmtplib", "aiosmtpd"):
+    for package in ("imapclient", "aiosmtplib", "aiosmtpd", "orjson"):
         with contextlib.suppress(Exception):
             found[package] = version(package)
     with contextlib.suppress(Exception):

@@ -251,7 +251,7 @@ def _weekly_digests(shop: Shop, start: dt.datetime, now: dt.datetime) -> None:
 
 
 def _hot_tables(shop: Shop, now: dt.datetime, start: dt.datetime, uidvalidity: int) -> dict[str, Any]:
-    """The TinyDB document ``state.json`` holds: {table: {doc_id: doc}}."""
+    """The document ``state.json`` holds (TinyDB's format): {table: {doc_id: doc}}."""
     two_days = (now - dt.timedelta(days=1)).date().isoformat()
     cutoff = iso(now - dt.timedelta(days=ESCALATION_DAYS))
 
