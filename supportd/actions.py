@@ -9,7 +9,11 @@ durable at the same instant.
 The order of questions:
 
 1. Is it the same message again (another copy of a Message-ID already handled)? Then nothing.
-2. May we reply at all (``supportd.guard``)? Robots, lists and bounces get nothing.
+1b. Is it from the shop's own people (the support address, the owner, the staff)? Then it is never
+   a customer's: a command answering one of supportd's alerts (``supportd.commands``), a person's
+   reply on a ticket (the ticket is answered), or nothing. No acknowledgment either way.
+2. May we reply at all (``supportd.guard``)? Robots, lists and bounces get nothing. An answer to
+   the owner's alert from anyone else is refused (the owner is told).
 3. Does it answer one of our confirmation requests? Then it is read as yes / no / unclear.
 4. Is it a follow-up on a ticket? Then it joins the ticket: no second acknowledgment.
 5. Otherwise it is a new request: a ticket, an acknowledgment (within the per-sender caps), and
@@ -24,12 +28,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportd import explicit, guard, hours, orders, owner, pending, tickets
-from supportd.clock import iso
+from supportd import commands, explicit, guard, hours, orders, owner, pending, tickets
+from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.language import detect_language
 from supportd.ledger import Doc
 from supportd.message import Address, Inbound
+from supportd.msgids import read_message_id
 from supportd.outbox import Outgoing, compose, queue
 from supportd.owntext import own_words
 from supportd.replies import first_name, reply_subject
@@ -65,6 +70,8 @@ class Plan:
     faq: str | None = None  # the FAQ entry whose answer went out (alone, or added to the reply)
     faq_unhelpful: str | None = None  # a reply saying this FAQ entry's answer did not help
     keep_closed: bool = False  # a follow-up that needs no person (a thank-you for an FAQ answer)
+    person_reply: tuple[int, str, str] | None = None  # (ticket, Message-ID, when): a person answered
+    command: commands.CommandPlan | None = None  # the owner's command by mail
 
     @property
     def customer_reply(self) -> Outgoing | None:
@@ -120,12 +127,21 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
         plan.skip_reason = "duplicate: a copy of this message was handled before"
         plan.outcome = "duplicate"
         return plan
+    if _from_the_shop(ctx, msg):
+        _plan_shop_mail(ctx, plan)
+        return plan
     verdict = guard.check(msg, ctx.guard_settings)
     if not verdict.reply_allowed:
         plan.skip_reason = verdict.reason
         plan.outcome = "held back"
         return plan
+    if commands.answered_owner_mail(ctx, msg) is not None:
+        _plan_refused_command(ctx, plan)
+        return plan
     thread = tickets.find_thread(ctx, msg)
+    if thread is None and plan.decision.repeat_contact and msg.sender is not None:
+        earlier = tickets.latest_of(ctx, msg.sender.key)  # "third time writing!!!": the same matter again
+        thread = tickets.Thread(earlier, "repeat") if earlier is not None else None
     confirm_ref = thread.our_ref if thread and thread.our_kind in pending.CONFIRM_KINDS else None
     answer = pending.find_confirmation(ctx, msg, confirm_ref)
     if answer is not None:
@@ -145,6 +161,57 @@ def without_our_text(ctx: Context, msg: Inbound) -> Inbound:
     """
     own_text = own_words(msg.full_text, ctx.replies.our_text())
     return msg if own_text == msg.own_text else dataclasses.replace(msg, own_text=own_text)
+
+
+def _from_the_shop(ctx: Context, msg: Inbound) -> bool:
+    """From the support address, the owner or the staff, and not supportd's own mail (signed ID)."""
+    if msg.sender is None or read_message_id(ctx.secret, msg.message_id) is not None:
+        return False
+    shop = ctx.config.shop
+    return msg.sender.key in shop.own_addresses or msg.sender.key in shop.people
+
+
+def _plan_shop_mail(ctx: Context, plan: Plan) -> None:
+    """Mail from the shop's own people: a command, a person's reply on a ticket, or nothing to do."""
+    msg = plan.msg
+    sender = _sender(plan)
+    robot = guard.robot_signs(msg, ctx.guard_settings)
+    if robot:  # an out-of-office of the owner answering our alert is no command
+        plan.skip_reason = robot[0].reason
+        plan.outcome = "held back"
+        return
+    ref = commands.answered_owner_mail(ctx, msg)
+    if ref is not None and sender.key in ctx.config.shop.people:
+        command = commands.plan_command(ctx, msg, ref, plan.key)
+        plan.command = command
+        plan.mails.extend(command.mails)
+        plan.ticket_number = command.ticket
+        plan.skip_reason = f"shop: a command by mail from {sender.key} (no acknowledgment)"
+        plan.outcome = f"owner's command '{command.command.words}': {command.result}"
+        return
+    if ref is not None:
+        _plan_refused_command(ctx, plan)
+        return
+    ticket = tickets.find_answered(ctx, msg, trust_tag=False)
+    if ticket is not None:
+        plan.person_reply = (ticket["number"], msg.message_id, iso(msg.written_at(ctx.now())))
+        plan.ticket_number = ticket["number"]
+        plan.skip_reason = f"shop: a reply by {sender.key} on ticket {ticket['number']} (no acknowledgment)"
+        plan.outcome = f"ticket {ticket['number']} answered by a person"
+        return
+    plan.skip_reason = f"shop: mail from {sender.key}, on no ticket (no acknowledgment)"
+    plan.outcome = "recorded"
+
+
+def _plan_refused_command(ctx: Context, plan: Plan) -> None:
+    """An answer to mail supportd sent only to the owner, from an address that is not the owner's or staff's."""
+    sender = _sender(plan)
+    plan.skip_reason = "shop: an answer to the owner's mail from another address (refused)"
+    plan.outcome = "refused: only the owner or staff can answer supportd's alerts"
+    _escalate(ctx, plan, "command-refused", None, f"{sender.key}:{ctx.local_day()}",
+              f"{sender.key} answered one of supportd's mails to you (subject '{plan.msg.subject[:80]}'). "
+              "Only the owner and staff addresses can give supportd commands, so nothing was done, and "
+              f"the sender got no answer. What they wrote:\n\n{plan.msg.own_text[:500]}")
 
 
 def _seen_before(ctx: Context, msg: Inbound, key: str) -> bool:
@@ -307,6 +374,7 @@ def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, A
     if only_request and plan.new_ticket is not None:
         # Nothing is promised yet: the ticket waits for the customer, not for us (no overdue alarm).
         plan.new_ticket["follow_up"] = False
+        plan.new_ticket["waiting"] = True
     description = pending.describe(decision.held_action, params)
     expires = hours.describe_eta(dt.datetime.fromisoformat(doc["expires"]), ctx.now(), ctx.config.hours,
                                  values["language"])
@@ -488,18 +556,24 @@ def _plan_bad_token(ctx: Context, plan: Plan, held: Doc | None, why: str) -> Non
 
 
 def _plan_escalations(ctx: Context, plan: Plan, ticket: Doc | None) -> None:
+    """Upset, writing again, a rule's ``escalate``: one alert for the message, naming every new cause."""
     decision = plan.decision
     subject = str(ticket["number"]) if ticket else str(plan.ticket_number)
-    text = plan.msg.own_text[:800]
+    reasons = []
     if decision.angry:
-        _escalate(ctx, plan, "angry", ticket, subject, f"The customer sounds upset:\n\n{text}")
+        reasons.append(("angry", "The customer sounds upset."))
     if decision.repeat_contact:
-        _escalate(ctx, plan, "repeat", ticket, subject, f"The customer says they have written before:\n\n{text}")
+        reasons.append(("repeat", "The customer says they have written before."))
     if "escalate" in decision.actions:
-        _escalate(ctx, plan, "rule", ticket, subject, f"Rule '{decision.rule}' asks for you:\n\n{text}")
+        reasons.append(("rule", f"Rule '{decision.rule}' asks for you."))
+    new = [(cause, why) for cause, why in reasons if not owner.already_escalated(ctx, cause, subject)]
+    if new:
+        details = " ".join(why for _, why in new) + f"\n\n{plan.msg.own_text[:800]}"
+        _escalate(ctx, plan, new[0][0], ticket, subject, details, also=[cause for cause, _ in new[1:]])
 
 
-def _escalate(ctx: Context, plan: Plan, cause: str, ticket: Doc | None, subject_key: str, details: str) -> None:
+def _escalate(ctx: Context, plan: Plan, cause: str, ticket: Doc | None, subject_key: str, details: str,
+              also: list[str] | None = None) -> None:
     if any(c == cause and k == subject_key for c, k in plan.escalations):
         return
     sender = _sender(plan)
@@ -507,10 +581,10 @@ def _escalate(ctx: Context, plan: Plan, cause: str, ticket: Doc | None, subject_
         {"number": plan.ticket_number, "subject": plan.msg.topic} if plan.ticket_number else None
     )
     mail = owner.escalation(ctx, cause=cause, subject_key=subject_key, details=details,
-                            ticket=shown_ticket, customer=sender.email, customer_name=sender.name)
+                            ticket=shown_ticket, customer=sender.email, customer_name=sender.name, also=also or [])
     if mail is not None:
         plan.mails.append(mail)
-        plan.escalations.append((cause, subject_key))
+        plan.escalations.extend((c, subject_key) for c in [cause, *(also or [])])
 
 
 def _next_reward_code(ctx: Context) -> str | None:
@@ -534,10 +608,18 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
     if plan.new_ticket is not None:
         tickets.new_ticket(ctx, number=plan.new_ticket["number"], msg=msg, intent=plan.new_ticket["intent"],
                            follow_up=plan.new_ticket["follow_up"], due=plan.new_ticket["due"],
-                           faq=plan.new_ticket.get("faq"), language=plan.new_ticket.get("language", ""))
+                           faq=plan.new_ticket.get("faq"), language=plan.new_ticket.get("language", ""),
+                           waiting=bool(plan.new_ticket.get("waiting")))
     if plan.join_ticket is not None:
         tickets.join(ctx, plan.join_ticket, msg, hours.due_time(ctx.now(), ctx.config.hours),
                      reopen=not plan.keep_closed)
+    if plan.person_reply is not None:
+        number, message_id, when = plan.person_reply
+        answered = tickets.lookup(ctx, number)
+        if answered is not None:
+            tickets.person_replied(ctx, answered, message_id, parse_iso(when))
+    if plan.command is not None:
+        commands.apply_command(ctx, plan.command)
     if plan.new_pending is not None:
         ctx.ledger.put("pending", "id", plan.new_pending)
     if plan.pending_changes and plan.pending_id:

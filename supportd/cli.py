@@ -226,33 +226,64 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
-    """Open tickets, overdue first, with their age and when the answer is (or was) due."""
+    """Tickets that are open, overdue, answered or waiting (``--all``: closed ones too), overdue first."""
+    import json
+
     from supportd import tickets
     from supportd.daemon import open_context
 
     ctx = open_context(load_as_owner(args), SystemClock())
-    rows = tickets.open_tickets(ctx)
+    rows = tickets.listed(ctx, include_closed=args.all)
+    now = ctx.now()
+    if args.json:
+        for ticket in rows:
+            print(json.dumps(ticket_json(ticket, now), ensure_ascii=False))
+        return EXIT_OK
     if not rows:
         print("no open tickets")
-    for line in ticket_lines(rows, ctx.now(), ctx.config.hours.timezone):
+    for line in ticket_lines(rows, now, ctx.config.hours.timezone):
         print(line)
     return EXIT_OK
 
 
+def ticket_json(ticket: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """One ticket for ``supportd tickets --json`` (times in ISO 8601, UTC, or null)."""
+    from supportd.tickets import state_of
+
+    return {
+        "number": ticket["number"], "state": state_of(ticket, now), "customer": ticket["customer"],
+        "name": ticket.get("name", ""), "subject": ticket["subject"], "intent": ticket.get("intent"),
+        "opened": ticket.get("opened"), "due": ticket.get("due") if ticket["state"] == "open" else None,
+        "last_person_reply": ticket.get("last_person_reply"),
+        "last_customer_mail": ticket.get("last_customer_mail") or ticket.get("last_message"),
+        "messages": ticket.get("messages", 1), "closed_at": ticket.get("closed_at"),
+    }
+
+
 def ticket_lines(rows: list[dict[str, Any]], now: dt.datetime, timezone: str) -> list[str]:
-    """'#1042  OVERDUE 5 h   open 2 days   defect   ada@example.org   Broken mug' (a table)."""
+    """'#1042  OVERDUE   by 5 h   open 2 days   defect   ada@example.org   Broken mug' (a table)."""
     from supportd.clock import parse_iso
     from supportd.owner import human_duration, human_moment
+    from supportd.tickets import state_of
 
     lines = []
     for ticket in rows:
+        state = state_of(ticket, now)
         due = parse_iso(ticket["due"]) if ticket.get("due") else None
-        if due is not None and due < now:
-            state = f"OVERDUE {human_duration((now - due).total_seconds())}"
+        replied = parse_iso(ticket["last_person_reply"]) if ticket.get("last_person_reply") else None
+        if state == "overdue" and due is not None:
+            detail = f"by {human_duration((now - due).total_seconds())}"
+        elif state == "open" and due is not None:
+            detail = f"due {human_moment(due, timezone, now)}"
+        elif state == "answered" and replied is not None:
+            detail = f"{human_moment(replied, timezone, now)}"
+        elif state == "waiting":
+            detail = "for the customer"
         else:
-            state = f"due {human_moment(due, timezone, now)}" if due else "no due time"
+            detail = ""
+        shown = "OVERDUE" if state == "overdue" else state
         age = human_duration((now - parse_iso(ticket["opened"])).total_seconds())
-        lines.append(f"#{ticket['number']:<6} {state:<24} open {age:<14} {ticket['intent']:<16} "
+        lines.append(f"#{ticket['number']:<6} {shown:<9} {detail:<24} open {age:<14} {ticket['intent']:<16} "
                      f"{ticket['customer']:<30} {ticket['subject'][:50]}")
     return lines
 
@@ -332,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("pending", cmd_pending, "list actions waiting for the customer's confirmation")
     p.add_argument("action", nargs="?", choices=["drop"], help="drop ID: withdraw one")
     p.add_argument("id", nargs="?")
-    command("tickets", cmd_tickets, "list open tickets, overdue first")
+    p = command("tickets", cmd_tickets, "list open, overdue, answered and waiting tickets, overdue first")
+    p.add_argument("--json", action="store_true", help="one JSON object per ticket, one per line")
+    p.add_argument("--all", action="store_true", help="closed tickets (of the last 90 days) too")
     p = command("resolve", cmd_resolve, "close a ticket and tell the customer it is sorted")
     p.add_argument("ticket")
     p.add_argument("--message", help="a personal line for the customer")

@@ -106,10 +106,16 @@ class ShopConfig:
     contact_footer: str = ""
     message_id_domain: str = ""
     language: str = "en"  # replies in this language when the customer's has no templates
+    staff_addresses: tuple[str, ...] = ()
 
     @property
     def own_addresses(self) -> frozenset[str]:
         return frozenset(a.lower() for a in (self.support_address, *self.aliases))
+
+    @property
+    def people(self) -> frozenset[str]:
+        """The owner and the staff: who may answer supportd's alerts, and whose mail is never a customer's."""
+        return frozenset(a.lower() for a in (self.owner_address, *self.staff_addresses))
 
 
 @dataclass(frozen=True)
@@ -273,9 +279,15 @@ class _Reader:
         footer = section.take("contact_footer", str, "")
         domain = section.take("message_id_domain", str, support.rpartition("@")[2] or "localhost")
         language = section.take("language", str, "en").strip().lower() or "en"
+        staff = tuple(section.take_strings("staff_addresses"))
+        for address in staff:
+            if "@" not in address:
+                section.error(section.line_of("staff_addresses"),
+                              f"shop.staff_addresses: '{address}' is not an email address")
         section.finish()
         return ShopConfig(name=name, support_address=support, owner_address=owner, aliases=aliases,
-                          contact_footer=footer.strip(), message_id_domain=domain, language=language)
+                          contact_footer=footer.strip(), message_id_domain=domain, language=language,
+                          staff_addresses=staff)
 
     def imap(self, section: Section) -> ImapConfig:
         server = self.server(section, {"none": 143, "starttls": 143, "implicit": 993})

@@ -123,6 +123,7 @@ class Daemon:
         self.jobs = Jobs(self.ctx)
         self.stopping = threading.Event()
         self.reload_asked = False
+        self.jobs_started = False
         self.rule_stamps = rule_file_stamps(config.rules_dir)
         self.backoff = Backoff()
         self.watchdog_every = sdnotify.watchdog_interval()
@@ -151,6 +152,7 @@ class Daemon:
         """One pass: connect, handle everything new, run due jobs, send, exit."""
         self.mailbox.connect()
         try:
+            self.pipeline.look_at_sent()  # a reply the owner sent meanwhile is no overdue ticket
             self.jobs.run_all()
             report = self.pipeline.run_pass()
             if self.ctx.ledger.find("outbox", state="queued"):
@@ -162,7 +164,6 @@ class Daemon:
     def run(self) -> int:
         """Until SIGTERM. Returns the exit code."""
         self._set_status("starting: logging in to the IMAP server")
-        self.jobs.run_all()
         while not self.stopping.is_set():
             try:
                 self._cycle()
@@ -202,6 +203,9 @@ class Daemon:
             self.mailbox.connect()
             self._logged_in()
         self.pipeline.run_pass()
+        if not self.jobs_started:  # after the first pass: it has seen the replies sent meanwhile
+            self.jobs.run_all()
+            self.jobs_started = True
         self.jobs.run_pending()
         self.mailbox.touch()
         self._check_health()

@@ -117,8 +117,16 @@ class DigestFacts:
     tentative: list[Tentative] = field(default_factory=list)
     open_tickets: list[Doc] = field(default_factory=list)
     resolved: int = 0
+    promises: dict[str, str] = field(default_factory=dict)  # ticket/reopened -> kept | late
+    late: list[Doc] = field(default_factory=list)  # tickets answered after their due time
     set_aside: list[Doc] = field(default_factory=list)
     escalations: Counter[str] = field(default_factory=Counter)  # cause -> alerts
+    alert_mails: set[tuple[str, str]] = field(default_factory=set)  # (when, about what): one per mail
+
+    @property
+    def alerts(self) -> int:
+        """Alert mails: the causes one customer mail raised together went out as one alert."""
+        return len(self.alert_mails)
     alerts_unsent: int = 0  # alerts the mail server refused for good, or still waiting to go out
     quarantined: list[tuple[dt.datetime, str]] = field(default_factory=list)
     unmatched: int = 0
@@ -184,12 +192,15 @@ def send_if_due(ctx: Context) -> Outgoing | None:
 
 
 def message_kind(record: Doc) -> str:
-    """What a finished message was: 'new', 'follow-up', 'confirmation', 'held', 'quarantined' or 'other'."""
+    """What a finished message was: 'new', 'follow-up', 'confirmation', 'held', 'shop' (from the owner or
+    staff: a reply on a ticket or a command), 'quarantined' or 'other'."""
     if record.get("state") == "quarantined":
         return "quarantined"
     if record.get("state") != "done" or "primary_intent" not in record:
         return "other"  # vanished, or answered before a state recovery
     skip = str(record.get("skip_reason") or "")
+    if skip.startswith("shop:"):
+        return "shop"
     if record.get("confirmation"):
         return "confirmation"
     if record.get("thread") == "follow-up" or skip.startswith("follow-up"):
@@ -297,12 +308,25 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
             facts.expired += 1
     elif kind == "escalation":
         facts.escalations[str(record.get("cause", "?"))] += 1
+        facts.alert_mails.add((str(record.get("at")), str(record.get("id", "")).partition(":")[2]))
     elif kind == "reply" and record.get("kind") == "owner" and record.get("state") == "failed":
         facts.alerts_unsent += 1
-    elif kind == "ticket" and record.get("outcome") == "resolved":
-        facts.resolved += 1
-    elif kind == "ticket" and record.get("outcome") == "stale":
-        facts.set_aside.append(record)
+    elif kind == "ticket":
+        if record.get("outcome") == "resolved":
+            facts.resolved += 1
+        elif record.get("outcome") == "stale":
+            facts.set_aside.append(record)
+        if record.get("promise") and str(record["id"]) not in facts.promises:
+            _count_promise(facts, record)
+
+
+def _count_promise(facts: DigestFacts, record: Doc) -> None:
+    """A ticket answered this week, by a person or a resolve: on time or late, from the real reply time."""
+    if not facts.week.start <= parse_iso(record["answered_at"]) < facts.week.end:
+        return
+    facts.promises[str(record["id"])] = record["promise"]
+    if record["promise"] == "late":
+        facts.late.append(record)
 
 
 def _unsent(facts: DigestFacts) -> str:
@@ -392,6 +416,10 @@ def headline(facts: DigestFacts) -> list[str]:
     overdue = facts.overdue
     lines.append(f"{_n(len(facts.open_tickets), 'ticket')} open, {len(overdue)} of them overdue; "
                  f"{facts.resolved} resolved this week.")
+    if facts.promises:
+        kept = sum(1 for p in facts.promises.values() if p == "kept")
+        lines.append(f"Promised answers: {kept} kept, {len(facts.promises) - kept} late "
+                     "(counted from when a person answered, by mail or supportd resolve).")
     if facts.set_aside:
         numbers = ", ".join(f"#{t['number']}" for t in facts.set_aside[:10])
         lines.append(f"{_n(len(facts.set_aside), 'ticket')} overdue for over {STALE_DAYS} days set aside as stale "
@@ -402,7 +430,7 @@ def headline(facts: DigestFacts) -> list[str]:
     if facts.tentative:
         lines.append(f"{_n(len(facts.tentative), 'customer')} mentioned leaving without asking to: "
                      "worth a personal note.")
-    alerts = sum(facts.escalations.values())
+    alerts = facts.alerts
     if alerts:
         lines.append(f"{_n(alerts, 'alert')} for you during the week{_unsent(facts)}.")
     if facts.quarantined:
@@ -437,6 +465,10 @@ def sections(ctx: Context, facts: DigestFacts) -> list[Section]:
     result = [
         Section("Overdue tickets", [ticket_line(t, now) for t in facts.overdue],
                 "close one with: supportd resolve NUMBER --message \"...\""),
+        Section("Answered after the promised time", [
+            f"#{t['number']} {str(t.get('subject', ''))[:60]} – {t.get('customer', '')}, answered "
+            f"{human_duration((parse_iso(t['answered_at']) - parse_iso(t['promised'])).total_seconds())} late"
+            for t in facts.late]),
         Section("Customers who mentioned leaving (to win back)", [
             f"{t.customer}: mentioned {', '.join(LEAVING.get(i, intent_name(i).lower()) for i in t.intents)}"
             + (f" (ticket #{t.ticket}{': ' + t.subject[:50] if t.subject else ''})" if t.ticket else "")
@@ -576,7 +608,7 @@ def _tiles(facts: DigestFacts) -> str:
     median = human_duration(statistics.median(facts.ack_seconds)) if facts.ack_seconds else "none"
     median = "< 1 s" if median == "under a second" else median
     overdue = len(facts.overdue)
-    alerts = sum(facts.escalations.values())
+    alerts = facts.alerts
     return ('<table role="presentation" cellpadding="0" cellspacing="0" width="100%"><tr>'
             + _tile(str(facts.total), f"new requests ({before} the week before)")
             + _tile(median, "median time to acknowledge")

@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 FETCH_CHUNK = 100
 IDLE_SETTLE_SECONDS = 0.15  # longer than IDLE's blind start (see Mailbox.wait)
 NEWS = (b"EXISTS", b"RECENT")
+# What a reply in the Sent folder is read by: who, to whom, when, and which thread it answers.
+SENT_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES)]"
 
 # What a lost or broken connection looks like, from imapclient, imaplib, ssl and the socket.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -233,6 +236,39 @@ class Mailbox:
         finally:
             client.select_folder(self.config.folder)
         return found
+
+    def sent_since(self, uidvalidity: int, above: int, since: dt.date) -> tuple[int, int, dict[int, bytes]]:
+        """The headers of mail filed in the Sent folder after UID ``above`` (or, without a cursor for
+        this UIDVALIDITY, since the day ``since``): (UIDVALIDITY, highest UID seen, headers by UID).
+
+        The folder is only examined (read-only, ``BODY.PEEK``): nothing in it is changed. A STATUS
+        first, so a pass with nothing new in Sent costs one command and no folder switch.
+        """
+        folder = self._sent()
+        if folder is None:
+            return 0, 0, {}
+        client = self._client()
+        status = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT"])
+        current = int(status[b"UIDVALIDITY"])
+        known = current == uidvalidity
+        high = above if known else 0
+        last = int(status[b"UIDNEXT"]) - 1
+        if known and last <= high:
+            return current, high, {}
+        client.select_folder(folder, readonly=True)
+        try:
+            criteria: list[Any] = ["UID", f"{high + 1}:*"] if known else ["SINCE", since]
+            uids = sorted(u for u in client.search(criteria) if u > high)
+            headers: dict[int, bytes] = {}
+            for chunk in _chunks(uids, FETCH_CHUNK):
+                for uid, data in client.fetch(chunk, [SENT_HEADERS]).items():
+                    raw = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), None)
+                    if isinstance(raw, bytes):
+                        headers[uid] = raw
+        finally:
+            client.select_folder(self.config.folder)
+            self._unread_exists_reported()  # the re-selected inbox's counts are no news
+        return current, max([last, high, *uids]), headers
 
     # ------------------------------------------------------------ waiting for news
 

@@ -18,6 +18,7 @@ own fields would have got wrong, measured on its 4.8 release, and how this modul
 
 from __future__ import annotations
 
+import datetime as dt
 import email.message
 import email.policy
 import email.utils
@@ -109,6 +110,20 @@ class Inbound:
     def thread_ids(self) -> tuple[str, ...]:
         """Message-IDs this message answers, nearest first."""
         return self.in_reply_to + tuple(reversed(self.references))
+
+    def written_at(self, now: dt.datetime) -> dt.datetime:
+        """When the sender's client says it was written (Date), never later than ``now``; else ``now``.
+
+        A person's reply found in the Sent folder is dated by the client that sent it, which is the
+        real reply time even when supportd reads it hours later.
+        """
+        try:
+            when = email.utils.parsedate_to_datetime(self.header("date"))
+        except (TypeError, ValueError, IndexError):
+            return now
+        if when is None or when.tzinfo is None:
+            return now
+        return min(when.astimezone(dt.UTC), now)
 
 
 def parse(raw: bytes) -> Inbound:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Sequence
 
 from supportd.clock import iso
 from supportd.context import Context
@@ -34,6 +35,7 @@ CAUSES = {
     "smtp-login": "supportd cannot log in to the mail server to send replies",
     "bad-tokens": "repeated invalid confirmation codes",
     "faq-unhelpful": "a customer said an FAQ answer did not help",
+    "command-refused": "an answer to your alert from another address (refused)",
 }
 
 
@@ -62,11 +64,12 @@ def alert(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: D
 
 
 def escalation(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: Doc | None = None,
-               customer: str = "", customer_name: str = "") -> Outgoing | None:
-    """The owner's alert for ``cause`` about ``subject_key``, or None when already sent."""
+               customer: str = "", customer_name: str = "", also: Sequence[str] = ()) -> Outgoing | None:
+    """The owner's alert for ``cause`` (and the causes ``also`` of the same message) about
+    ``subject_key``, or None when already sent. One mail for one message, however many causes."""
     if already_escalated(ctx, cause, subject_key):
         return None
-    title = CAUSES.get(cause, cause)
+    title = " and ".join(CAUSES.get(c, c) for c in (cause, *also))
     number = ticket["number"] if ticket else None
     subject = f"[supportd] {title}" + (f" (ticket {number}: {ticket['subject'][:60]})" if ticket else "")
     return compose(

@@ -282,10 +282,28 @@ def _finish_action(ctx: Context, held: Doc, *, by_hand: bool, detail: str) -> No
         queue(ctx, _customer_mail(ctx, held, kind="done", template="action_done"))
         if held.get("closes_ticket", True) and tickets.lookup(ctx, held["ticket"]):
             tickets.close(ctx, held["ticket"], "done")
-    ctx.ledger.patch("pending", "id", held["id"], state=DONE, result=detail[:300], done_at=iso(ctx.now()))
+    ctx.ledger.patch("pending", "id", held["id"], state=DONE, result=detail[:300], done_at=iso(ctx.now()),
+                     by_hand=by_hand)
     ctx.ledger.record("pending", held["id"], action=held["action"], outcome=DONE, by_hand=by_hand,
                       ticket=held["ticket"])
     log.info("performed %s (%s)%s", held["action"], held["id"], " by asking the owner" if by_hand else "")
+
+
+def tell_done_by_hand(ctx: Context, pending_id: str) -> None:
+    """The owner says a change made by hand is done: the customer is told, the ticket closes."""
+    from supportd.outbox import queue
+
+    held = ctx.ledger.get("pending", id=pending_id)
+    if held is None:
+        return
+    queue(ctx, _customer_mail(ctx, held, kind="done", template="action_done"))
+    if held["state"] != DONE:
+        ctx.ledger.record("pending", held["id"], action=held["action"], outcome=DONE, by_hand=True,
+                          ticket=held["ticket"])
+    ctx.ledger.patch("pending", "id", pending_id, state=DONE, by_hand=True, told_done=True,
+                     done_at=iso(ctx.now()))
+    if tickets.lookup(ctx, held["ticket"]):
+        tickets.close(ctx, held["ticket"], "done")
 
 
 def _keep_ticket_open(ctx: Context, number: int) -> None:

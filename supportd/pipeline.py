@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportd import digest, faults, outbox, owner, pending
+from supportd import digest, faults, outbox, owner, pending, tickets
 from supportd.actions import Plan, apply_plan, plan_message
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
@@ -43,6 +43,7 @@ from supportd.inbox import Mailbox, Stored
 from supportd.ledger import Doc, Ledger
 from supportd.mailer import Mailer
 from supportd.message import Inbound, parse
+from supportd.msgids import read_message_id
 
 log = logging.getLogger(__name__)
 CLAIMED, DECIDED, DONE, QUARANTINED = "claimed", "decided", "done", "quarantined"
@@ -101,10 +102,51 @@ class Pipeline:
             if finished and self.recovering:
                 self.ledger.set_meta("recovering", False)
                 log.info("recovery finished: every message in the folder has been checked")
+            self.scan_sent()
             pending.perform_confirmed(self.ctx)
             self._send_due(report)
             self._finish()
         return report
+
+    def look_at_sent(self) -> int:
+        """``scan_sent`` under the state lock (before the scheduled jobs of ``supportd once``)."""
+        with self.ledger.locked():
+            return self.scan_sent()
+
+    def scan_sent(self) -> int:
+        """Replies a person sent from a mail client, filed in the Sent folder: their tickets are answered.
+
+        The folder has its own UID cursor and is never changed. supportd's own copies (signed
+        Message-IDs) are skipped; a reply counts when it belongs to a ticket's thread (or carries
+        its tag and went to its customer). Returns how many tickets a reply answered.
+        """
+        cursor: dict[str, Any] = self.ledger.meta("sent_cursor") or {}
+        created = self.ledger.meta("created")
+        since = (parse_iso(created) if created else self.ctx.now()) - dt.timedelta(days=1)
+        uidvalidity, high, found = self.mailbox.sent_since(int(cursor.get("uidvalidity", 0)),
+                                                           int(cursor.get("high", 0)), since.date())
+        if not uidvalidity or (uidvalidity, high) == (cursor.get("uidvalidity"), cursor.get("high")):
+            return 0
+        answered = 0
+        for uid, raw in sorted(found.items()):
+            answered += self._person_reply_in_sent(parse(raw), f"sent:{uidvalidity}:{uid}")
+        self.ledger.set_meta("sent_cursor", {"uidvalidity": uidvalidity, "high": high})
+        self.ledger.commit()
+        return answered
+
+    def _person_reply_in_sent(self, msg: Inbound, fallback_id: str) -> int:
+        if read_message_id(self.ctx.secret, msg.message_id) is not None:
+            return 0  # our own copy
+        ticket = tickets.find_answered(self.ctx, msg, trust_tag=True)
+        if ticket is None:
+            return 0
+        when = msg.written_at(self.ctx.now())
+        if tickets.person_replied(self.ctx, ticket, msg.message_id or fallback_id, when) is None:
+            return 0
+        log.info("ticket %s answered by a person at %s (a reply in the Sent folder)", ticket["number"], iso(when))
+        self.ledger.record("person-reply", msg.message_id or fallback_id, ticket=ticket["number"], when=iso(when),
+                           via="sent")
+        return 1
 
     def _cursor(self) -> dict[str, Any]:
         cursor: dict[str, Any] = self.ledger.meta("cursor") or {}

@@ -38,7 +38,7 @@ from supportd.yamlfile import shown_path
 # Replies the code sends by name, beside those the rules name.
 REQUIRED = (
     "faq", "confirm", "confirm_unclear", "confirm_expired", "action_done", "action_kept", "action_confirmed",
-    "cap_notice", "resolved", "owner_action", "owner_escalation",
+    "cap_notice", "resolved", "owner_action", "owner_escalation", "owner_command",
 )
 OWNER_PREFIX = "owner_"
 TICKET_TAG = re.compile(r"\[#\d{3,9}\]")
@@ -97,6 +97,10 @@ VARIABLES = {
     "faq_answer": "the answer of the FAQ entry the question matched (rules/60-faq-*.yaml), or None",
     "language": "the customer's language, e.g. 'de' (replies/de/NAME.txt is used when it exists)",
     "photos": "names of the photos the customer attached (a defect reply thanks for them)",
+    "result": "what the owner's command by mail did, or why nothing was done (owner_command)",
+    "words": "the owner's command as they wrote it (owner_command)",
+    "understood": "whether supportd understood the owner's command (owner_command)",
+    "help": "the commands an owner can send by mail (owner_command)",
 }
 
 

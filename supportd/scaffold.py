@@ -18,6 +18,7 @@ shop:
   aliases: []                               # other addresses that land in the same mailbox
   owner_address: owner@shop.example         # escalations and the weekly digest go here
   language: en                              # replies in this language unless replies/<code>/ has the customer's
+  staff_addresses: []                       # people who answer customers too (never treated as customers)
   contact_footer: |                         # at the end of every reply: how to reach a person
     Example Shop · 12 Market Street, Berlin · +49 30 1234567 · https://shop.example
 

@@ -29,11 +29,12 @@ ESCALATION_RECORD_DAYS = 30
 
 def overdue_keys(ticket: Doc) -> tuple[str, str]:
     """(subject key, ticket tag) of a ticket's overdue alert: '1042' and 'overdue' the first time,
-    '1042/1' and 'overdue/1' once the customer reopened it (a new promise, so a new alert)."""
+    '1042/1' and 'overdue/1' once the customer reopened it (a new promise, so a new alert), and
+    '1042/1z2', 'overdue/1z2' after the owner snoozed it twice (a new due time, a new alert)."""
     reopened = int(ticket.get("reopened", 0))
-    if not reopened:
-        return str(ticket["number"]), "overdue"
-    return f"{ticket['number']}/{reopened}", f"overdue/{reopened}"
+    snoozed = int(ticket.get("snoozed", 0))
+    suffix = (f"/{reopened}" if reopened or snoozed else "") + (f"z{snoozed}" if snoozed else "")
+    return f"{ticket['number']}{suffix}", f"overdue{suffix}"
 
 
 class Jobs:
@@ -99,8 +100,7 @@ class Jobs:
                 self.ctx, cause="overdue", subject_key=cause_key, ticket=ticket,
                 customer=ticket["customer"], customer_name=ticket.get("name", ""),
                 details=f"We promised {ticket['customer']} an answer by {promised} "
-                        f"({owner.human_duration((now - due).total_seconds())} ago). When it is answered, "
-                        f"close the ticket: supportd resolve {ticket['number']} --message \"...\"",
+                        f"({owner.human_duration((now - due).total_seconds())} ago).",
             )
             if mail is not None:
                 queue(self.ctx, mail)
