@@ -14,10 +14,16 @@ The order of questions:
    reply on a ticket (the ticket is answered), or nothing. No acknowledgment either way.
 2. May we reply at all (``supportd.guard``)? Robots, lists and bounces get nothing. An answer to
    the owner's alert from anyone else is refused (the owner is told).
-3. Does it answer one of our confirmation requests? Then it is read as yes / no / unclear.
-4. Is it a follow-up on a ticket? Then it joins the ticket: no second acknowledgment.
-5. Otherwise it is a new request: a ticket, an acknowledgment (within the per-sender caps), and
-   for a clear irreversible request, a confirmation request instead of any action.
+3. Can its From be trusted (``supportd.identity``)? If not: a plain acknowledgment at most, and
+   the owner is told; nothing private, nothing held, nothing confirmed.
+4. Does it answer one of our confirmation requests? Then it is read as yes / no / unclear.
+5. Is it a follow-up on a ticket? Then it joins the ticket: no second acknowledgment.
+6. Otherwise it is a new request: a ticket, an acknowledgment (within the per-sender caps), and
+   for a clear irreversible request, a confirmation request instead of any action, offered only
+   when the order source says the order is the sender's.
+
+Every reply to a customer goes to the From address (never Reply-To: see the README, "What supportd
+trusts"), the one address the order lookup, the caps and the confirmations are keyed on.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supportd import commands, explicit, guard, hours, orders, owner, pending, tickets
@@ -72,6 +78,7 @@ class Plan:
     keep_closed: bool = False  # a follow-up that needs no person (a thank-you for an FAQ answer)
     person_reply: tuple[int, str, str] | None = None  # (ticket, Message-ID, when): a person answered
     command: commands.CommandPlan | None = None  # the owner's command by mail
+    not_held: bool = False  # a clear request the order source does not give to the sender
 
     @property
     def customer_reply(self) -> Outgoing | None:
@@ -138,6 +145,9 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
     if commands.answered_owner_mail(ctx, msg) is not None:
         _plan_refused_command(ctx, plan)
         return plan
+    if msg.sender_doubt:
+        _plan_untrusted_sender(ctx, plan)
+        return plan
     thread = tickets.find_thread(ctx, msg)
     if thread is None and plan.decision.repeat_contact and msg.sender is not None:
         earlier = tickets.latest_of(ctx, msg.sender.key)  # "third time writing!!!": the same matter again
@@ -165,8 +175,8 @@ def without_our_text(ctx: Context, msg: Inbound) -> Inbound:
 
 def _from_the_shop(ctx: Context, msg: Inbound) -> bool:
     """From the support address, the owner or the staff, and not supportd's own mail (signed ID)."""
-    if msg.sender is None or read_message_id(ctx.secret, msg.message_id) is not None:
-        return False
+    if msg.sender is None or msg.sender_doubt or read_message_id(ctx.secret, msg.message_id) is not None:
+        return False  # a From that cannot be trusted is nobody's, the shop's least of all
     shop = ctx.config.shop
     return msg.sender.key in shop.own_addresses or msg.sender.key in shop.people
 
@@ -228,9 +238,14 @@ def _sender(plan: Plan) -> Address:
 
 
 def _reply_to(msg: Inbound) -> Address:
-    """Acknowledgments go where the customer's own client would reply: Reply-To, else From."""
+    """Every automatic reply goes to the From address, the identity everything else is keyed on.
+
+    Reply-To is written by whoever wrote the message and may name anyone: answering it would let
+    one mail point our reply (with an order's tracking, a thank-you code) at a third party, and 500
+    mails with forged From addresses all at one victim (README, "What supportd trusts").
+    """
     assert msg.sender is not None
-    return msg.reply_to[0] if msg.reply_to else msg.sender
+    return msg.sender
 
 
 def _base_values(ctx: Context, plan: Plan, ticket: int | None, due: dt.datetime) -> dict[str, Any]:
@@ -267,14 +282,14 @@ def _reply(ctx: Context, plan: Plan, *, kind: str, template: str, values: dict[s
 
 def _plan_new_request(ctx: Context, plan: Plan) -> None:
     decision = plan.decision
-    sender = _sender(plan)
     number = tickets.peek_number(ctx)
     now = ctx.now()
     due = hours.due_time(now, ctx.config.hours)
     values = _base_values(ctx, plan, number, due)
     order = None
     if "order_status" in decision.actions:
-        order = orders.lookup(ctx.config.orders, decision.order_number, sender.email)
+        # Looked up for the address the reply goes to: an order is only ever told to its own address.
+        order = orders.lookup(ctx.config.orders, decision.order_number, _reply_to(plan.msg).email)
         values["order"] = order.as_template_value() if order else None
     if "reward_code" in decision.actions:
         plan.reward_code = _next_reward_code(ctx)
@@ -289,7 +304,8 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
                        "due": due, "language": values["language"]}
     if decision.held_action and decision.explicit_request:
         _plan_held_action(ctx, plan, number, values)
-    if not (plan.new_pending and decision.explicit_request == decision.primary_intent):
+    only_request = decision.explicit_request == decision.primary_intent
+    if not ((plan.new_pending or plan.not_held) and only_request):
         answer = {"faq_answer": faq.answer} if faq is not None else {}
         _plan_acknowledgment(ctx, plan, number, {**values, **answer},
                              _faq_template(ctx, faq.language) if faq is not None and faq_only else None)
@@ -334,14 +350,18 @@ def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str
     if template is None:
         plan.skip_reason = f"rule:{decision.rule} (names no reply)"
         return
-    sender = _sender(plan)
+    recipient = _reply_to(plan.msg)
     cap = ctx.config.limits.acks_per_sender_per_day
-    today = ctx.ledger.get("senders", address=sender.key) or {}
-    acks_today = int(today.get("acks", 0)) if today.get("day") == ctx.local_day() else 0
-    notice_sent = bool(today.get("notice_sent")) and today.get("day") == ctx.local_day()
+    records = _cap_records(ctx, plan)
+    acks_today = max(int(r.get("acks", 0)) for r in records)
+    notice_sent = any(r.get("notice_sent") for r in records)
     if acks_today >= cap:
+        _escalate(ctx, plan, "flood", None, f"{recipient.key}:{ctx.local_day()}",
+                  f"More than {cap} messages today would have been answered at {recipient.key} "
+                  f"(this one from {_sender(plan).key}, subject: {plan.msg.topic[:80]!r}). supportd sent "
+                  "one notice and answers nothing more there today; the messages are in the mailbox.")
         if notice_sent:
-            plan.skip_reason = f"cap:daily-limit ({cap} acknowledgments to {sender.key} today)"
+            plan.skip_reason = f"cap:daily-limit ({cap} acknowledgments to {recipient.key} today)"
             return
         plan.sends_notice = True
         plan.mails.append(_reply(ctx, plan, kind="notice", template="cap_notice",
@@ -355,12 +375,99 @@ def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str
                              to=_reply_to(plan.msg), topic=plan.msg.topic, basis=plan.msg.fingerprint))
 
 
+def _cap_records(ctx: Context, plan: Plan) -> list[Doc]:
+    """Today's counts for the sender and for the recipient of the reply (the same address unless
+    a reply goes elsewhere): a cap counts both, so neither many senders nor many mails get past it."""
+    today = ctx.local_day()
+    records = []
+    for address in _counted_addresses(plan):
+        record = ctx.ledger.get("senders", address=address) or {}
+        records.append(record if record.get("day") == today else {})
+    return records
+
+
+def _counted_addresses(plan: Plan) -> list[str]:
+    sender = _sender(plan).key
+    recipient = _reply_to(plan.msg).key
+    return [sender] if recipient == sender else [sender, recipient]
+
+
+def _plan_untrusted_sender(ctx: Context, plan: Plan) -> None:
+    """A From that parses to several addresses, or that parsers read differently: trusted for nothing
+    but a plain acknowledgment, and that only where the envelope sender (Return-Path) is the same
+    address (RFC 3834 section 4). No order data, no code, nothing held or confirmed; the owner sees it."""
+    msg = plan.msg
+    sender = _sender(plan)
+    number = tickets.peek_number(ctx)
+    due = hours.due_time(ctx.now(), ctx.config.hours)
+    fallback = ctx.rules.fallback
+    plan.ticket_number = number
+    plan.new_ticket = {"number": number, "intent": plan.decision.primary_intent, "follow_up": True, "due": due}
+    envelope_agrees = (msg.return_path or "").lower() == sender.key
+    if envelope_agrees and fallback.reply:
+        values = {**_base_values(ctx, plan, number, due), "order_number": None, "snippets": [], "mentions": []}
+        plan.decision = replace(plan.decision, reply=fallback.reply, actions=("open_ticket",))
+        _plan_acknowledgment(ctx, plan, number, values)
+    else:
+        plan.skip_reason = f"sender:untrusted-from ({msg.sender_doubt}; no envelope sender to match)"
+    _escalate(ctx, plan, "untrusted-from", None, msg.fingerprint,
+              f"The From header of this message cannot be trusted: {msg.sender_doubt}.\n"
+              f"From as written: {msg.header('from')[:300]!r}\nReturn-Path: {msg.return_path or '(none)'}\n"
+              "supportd sent no order data and held nothing"
+              + (f"; a plain acknowledgment went to {sender.key}." if plan.customer_reply else
+                 "; nobody was answered.") + "\n\n" + msg.own_text[:500])
+    plan.outcome = plan.outcome or (
+        "acknowledged (untrusted From)" if plan.customer_reply else "recorded (untrusted From)")
+
+
+def _order_bound(ctx: Context, decision: Decision) -> bool:
+    """A held change about an order (not the sender's own subscription), checkable with the order source."""
+    return orders.has_source(ctx.config.orders) and (
+        decision.held_action == "cancel_order" or bool(decision.order_number))
+
+
+def _plan_not_held(ctx: Context, plan: Plan, number: int, values: dict[str, Any],
+                   ownership: orders.Ownership) -> None:
+    """The order source does not say the order is the sender's: nothing held, a kind answer, the owner told."""
+    sender = _sender(plan)
+    decision = plan.decision
+    plan.not_held = True
+    if plan.new_ticket is not None:
+        plan.new_ticket["follow_up"] = True  # a person looks at it
+    plan.counts_as_ack = True
+    plan.mails.append(_reply(ctx, plan, kind="ack", template="action_not_held",
+                             values={**values, "order_number": ownership.order or decision.order_number},
+                             ticket=number, to=sender, topic=plan.msg.topic, basis=plan.msg.fingerprint))
+    if ownership.order and ownership.owner:
+        known = f"the order source says order {ownership.order} belongs to another address ({ownership.owner})"
+    elif ownership.order:
+        known = f"the order source does not know order {ownership.order} or whose it is"
+    else:
+        known = "no order number was given and the order source knows no order for this address"
+    _escalate(ctx, plan, "not-owner", None, plan.msg.fingerprint,
+              f"{sender.key} asked for '{decision.held_action}' but {known}. Nothing was held; "
+              f"they were told a person will look at it.\n\n{plan.msg.own_text[:500]}")
+    plan.outcome = f"held nothing: {known}"
+
+
 def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, Any]) -> None:
-    """A clear irreversible request: hold it, and ask the From address (never Reply-To) to confirm."""
+    """A clear irreversible request: hold it, and ask the From address (never Reply-To) to confirm.
+
+    A change to an order is held only when the order source says the order is the sender's; the
+    held action names the order (the sender's latest, when they gave no number).
+    """
     decision = plan.decision
     sender = _sender(plan)
     assert decision.held_action is not None
-    params = {"order_number": decision.order_number} if decision.order_number else {}
+    order_number = decision.order_number
+    if _order_bound(ctx, decision):
+        ownership = orders.owner_of(ctx.config.orders, decision.order_number, sender.email)
+        if not ownership.belongs_to(sender.email):
+            _plan_not_held(ctx, plan, number, values, ownership)
+            return
+        order_number = ownership.order
+        values = {**values, "order_number": order_number}
+    params = {"order_number": order_number} if order_number else {}
     params["email"] = sender.email
     pending_id = pending.new_pending_id(ctx, number)
     token = pending.new_token()
@@ -642,7 +749,11 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
 def _count_sender(ctx: Context, plan: Plan) -> None:
     if not (plan.counts_as_ack or plan.sends_notice or plan.bad_token) or plan.msg.sender is None:
         return
-    address = plan.msg.sender.key
+    for address in _counted_addresses(plan):
+        _count_address(ctx, plan, address)
+
+
+def _count_address(ctx: Context, plan: Plan, address: str) -> None:
     day = ctx.local_day()
     record = ctx.ledger.get("senders", address=address) or {}
     if record.get("day") != day:

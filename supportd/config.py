@@ -136,6 +136,7 @@ class LimitsConfig:
     max_attempts: int = 3
     batch_size: int = 50
     bad_tokens_per_sender_per_day: int = 5
+    decision_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,10 @@ class _Reader:
             max_attempts=section.take("max_attempts", int, 3),
             batch_size=section.take("batch_size", int, 50),
             bad_tokens_per_sender_per_day=section.take("bad_tokens_per_sender_per_day", int, 5),
+            decision_seconds=section.take("decision_seconds", float, 5.0),
         )
+        if result.decision_seconds <= 0:
+            section.error(section.line_of("decision_seconds"), "limits.decision_seconds must be more than 0")
         if not 1 <= result.max_attempts <= 3:
             section.error(section.line_of("max_attempts"), "limits.max_attempts must be 1, 2 or 3")
         section.finish()

@@ -28,6 +28,7 @@ class Context:
         self.guard_settings = GuardSettings(
             own_addresses=self.config.shop.own_addresses,
             robot_senders=self.config.robot_senders,
+            staff_addresses=self.config.shop.people,
         )
 
     def now(self) -> dt.datetime:

@@ -121,6 +121,7 @@ class Verdict:
 class GuardSettings:
     own_addresses: frozenset[str]
     robot_senders: tuple[str, ...]
+    staff_addresses: frozenset[str] = frozenset()  # the owner and staff: people of the shop, not customers
 
 
 Check = Callable[[Inbound, GuardSettings], Verdict | None]
@@ -137,6 +138,13 @@ def _no_sender(msg: Inbound, _: GuardSettings) -> Verdict | None:
 def _own_address(msg: Inbound, settings: GuardSettings) -> Verdict | None:
     if msg.sender is not None and msg.sender.key in settings.own_addresses:
         return Verdict.hold("own-address", msg.sender.key)
+    return None
+
+
+def _staff_address(msg: Inbound, settings: GuardSettings) -> Verdict | None:
+    """The owner's or a staff address: not a customer (no acknowledgment, no ticket of their own)."""
+    if msg.sender is not None and not msg.sender_doubt and msg.sender.key in settings.staff_addresses:
+        return Verdict.hold("staff-address", msg.sender.key)
     return None
 
 
@@ -288,6 +296,7 @@ def _received_at(msg: Inbound) -> dt.datetime | None:
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("null-sender", _no_sender),
     ("own-address", _own_address),
+    ("staff-address", _staff_address),
     ("auto-submitted", _auto_submitted),
     ("list-header", _list_header),
     ("precedence", _precedence),
@@ -306,7 +315,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("not-addressed-to-us", _not_addressed_to_us),
 )
 # Checks that say nothing about the sender being a robot, only about this mailbox.
-MAILBOX_CHECKS = ("own-address", "not-addressed-to-us")
+MAILBOX_CHECKS = ("own-address", "staff-address", "not-addressed-to-us")
 
 
 def check(msg: Inbound, settings: GuardSettings) -> Verdict:
@@ -331,6 +340,4 @@ def robot_signs(msg: Inbound, settings: GuardSettings) -> list[Verdict]:
 def is_machine_mail(msg: Inbound, settings: GuardSettings) -> bool:
     """Mail from a robot (bounce, auto-reply, list): never a customer, never a confirmation."""
     verdict = check(msg, settings)
-    return not verdict.reply_allowed and verdict.reason is not None and not verdict.reason.startswith(
-        "guard:not-addressed-to-us"
-    )
+    return not verdict.reply_allowed and verdict.check not in MAILBOX_CHECKS

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from supportd.charsets import decode_bytes, decode_header
+from supportd.identity import read_from, utf8_header
 from supportd.owntext import html_to_text, own_words
 
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|réf|ref|odp|r|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:\s*)+",
@@ -60,7 +61,12 @@ class Address:
         return self.key.rpartition("@")[0]
 
     def __str__(self) -> str:
-        return email.utils.formataddr((self.name, self.email)) if self.name else self.email
+        if not self.name:
+            return self.email
+        try:
+            return email.utils.formataddr((self.name, self.email))
+        except UnicodeEncodeError:  # a non-ASCII address (RFC 6532): shown as it is
+            return f"{self.name} <{self.email}>"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Inbound:
     content_type: str
     report_type: str
     defects: tuple[str, ...] = field(default=())
+    sender_doubt: str = ""  # why the From cannot be trusted ('' when it can: see supportd.identity)
     attachment_names: tuple[str, ...] = field(default=())  # also the names inside .zip attachments
 
     def header(self, name: str) -> str:
@@ -133,11 +140,14 @@ def parse(raw: bytes) -> Inbound:
     plain, html = _body_texts(msg)
     full_text = plain if plain.strip() else html_to_text(html)
     message_id = _first_message_id(headers.get("message-id", ()))
+    return_path = _return_path(headers)
+    reading = read_from(_raw_values(msg, "from"), return_path)
     return Inbound(
         size=len(raw),
         fingerprint=_fingerprint(message_id, raw),
         message_id=message_id,
-        sender=_first(_addresses(msg, "from")),
+        sender=Address(decode_header(reading.name).strip(), reading.email) if reading else None,
+        sender_doubt=reading.doubt if reading else "",
         reply_to=_addresses(msg, "reply-to"),
         to=_addresses(msg, "to"),
         cc=_addresses(msg, "cc"),
@@ -145,7 +155,7 @@ def parse(raw: bytes) -> Inbound:
             a.key for name in ("delivered-to", "x-original-to", "envelope-to")
             for a in _addresses(msg, name)
         ),
-        return_path=_return_path(headers),
+        return_path=return_path,
         subject=" ".join(headers.get("subject", ("",))[0].split()),
         own_text=own_words(full_text),
         full_text=full_text,
@@ -165,23 +175,24 @@ def _mime_tree(raw: bytes) -> email.message.Message:
 
 def _headers(msg: email.message.Message) -> dict[str, tuple[str, ...]]:
     result: dict[str, list[str]] = {}
-    for name, value in msg.items():
-        result.setdefault(name.strip().lower(), []).append(decode_header(str(value)))
+    for name, value in msg.raw_items():
+        result.setdefault(name.strip().lower(), []).append(decode_header(utf8_header(str(value))))
     return {name: tuple(values) for name, values in result.items()}
 
 
+def _raw_values(msg: email.message.Message, header: str) -> list[str]:
+    """A header's values as written (encoded words not yet decoded), 8-bit bytes read as UTF-8."""
+    return [utf8_header(str(value)) for name, value in msg.raw_items() if name.strip().lower() == header]
+
+
 def _addresses(msg: email.message.Message, header: str) -> tuple[Address, ...]:
-    values = [str(v) for v in msg.get_all(header, [])]
+    values = _raw_values(msg, header)
     found = []
     for name, addr in email.utils.getaddresses(values):
         addr = addr.strip().strip("<>")
         if "@" in addr and not any(c.isspace() for c in addr):
             found.append(Address(name=decode_header(name).strip(), email=addr))
     return tuple(found)
-
-
-def _first(addresses: tuple[Address, ...]) -> Address | None:
-    return addresses[0] if addresses else None
 
 
 def _return_path(headers: dict[str, tuple[str, ...]]) -> str | None:

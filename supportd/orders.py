@@ -8,6 +8,10 @@ raises: no source, no match, a broken file or a failing command all mean "a pers
 An order is only ever told to the address it belongs to: anyone can type an order number. A CSV row
 counts only when its ``email`` is the sender's (a row without one is never disclosed), and a
 command's answer that names another ``email`` is dropped.
+
+The same source says whose an order is (``owner_of``) before a cancellation is held for anyone, and
+again before its hook runs: order numbers are sequential, so "cancel my order 77123" from a stranger
+must not reach the confirmation step (see README, "What supportd trusts").
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import csv
 import json
 import logging
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from supportd.config import OrdersConfig
@@ -49,22 +54,63 @@ def lookup(config: OrdersConfig, order_number: str | None, address: str) -> Orde
     return None
 
 
-def _from_csv(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+@dataclass(frozen=True)
+class Ownership:
+    """Whose order it is, as the order source says: ``owner`` is '' when the source does not know."""
+
+    order: str
+    owner: str
+
+    def belongs_to(self, address: str) -> bool:
+        return bool(self.owner) and self.owner.lower() == address.lower()
+
+
+def has_source(config: OrdersConfig) -> bool:
+    return config.csv_file is not None or bool(config.command)
+
+
+def owner_of(config: OrdersConfig, order_number: str | None, address: str) -> Ownership:
+    """The order meant (by number; without one, the address's latest) and its owner's address.
+
+    Never raises: a broken source knows nothing (owner ''), and nothing is held on it.
+    """
+    try:
+        if config.csv_file is not None:
+            return _owner_from_csv(config, order_number, address)
+        if config.command:
+            return _owner_from_command(config, order_number, address)
+    except (OSError, ValueError, csv.Error, subprocess.SubprocessError) as exc:
+        log.warning("order ownership lookup failed (%s); nothing is held", type(exc).__name__)
+    return Ownership(order_number or "", "")
+
+
+def _csv_rows(config: OrdersConfig) -> Iterator[dict[str, str]]:
     assert config.csv_file is not None
-    found = None
     with config.csv_file.open(newline="", encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            same_order = order_number and row.get("order", "").lstrip("#").lower() == order_number.lower()
-            same_customer = bool(row.get("email")) and row["email"].lower() == address.lower()
-            if same_order and same_customer:
-                return _status(row.get("order", ""), row)
-            if not order_number and same_customer:
-                found = _status(row.get("order", ""), row)  # the last row is the latest order
-    return found
+            yield {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
 
 
-def _from_command(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+def _owner_from_csv(config: OrdersConfig, order_number: str | None, address: str) -> Ownership:
+    latest = Ownership("", "")
+    for row in _csv_rows(config):
+        order, email = row.get("order", "").lstrip("#"), row.get("email", "")
+        if order_number and order.lower() == order_number.lower():
+            return Ownership(order, email)
+        if not order_number and email and email.lower() == address.lower():
+            latest = Ownership(order, email)  # the last row is the latest order
+    return latest if not order_number else Ownership(order_number, "")
+
+
+def _owner_from_command(config: OrdersConfig, order_number: str | None, address: str) -> Ownership:
+    answer = _ask_command(config, order_number, address)
+    if not isinstance(answer, dict):
+        return Ownership(order_number or "", "")
+    order = str(answer.get("order") or order_number or "")
+    return Ownership(order, str(answer.get("email") or ""))  # an answer without "email" names no owner
+
+
+def _ask_command(config: OrdersConfig, order_number: str | None, address: str) -> object:
     query = {"order": order_number, "email": address}
     result = subprocess.run(
         list(config.command), input=json.dumps(query), capture_output=True, text=True,
@@ -72,7 +118,24 @@ def _from_command(config: OrdersConfig, order_number: str | None, address: str) 
     )
     if result.returncode != 0:
         raise OSError(f"order command exited with {result.returncode}")
-    answer = json.loads(result.stdout or "null")
+    answer: object = json.loads(result.stdout or "null")
+    return answer
+
+
+def _from_csv(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+    found = None
+    for row in _csv_rows(config):
+        same_order = order_number and row.get("order", "").lstrip("#").lower() == order_number.lower()
+        same_customer = bool(row.get("email")) and row["email"].lower() == address.lower()
+        if same_order and same_customer:
+            return _status(row.get("order", ""), row)
+        if not order_number and same_customer:
+            found = _status(row.get("order", ""), row)  # the last row is the latest order
+    return found
+
+
+def _from_command(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
+    answer = _ask_command(config, order_number, address)
     if not isinstance(answer, dict) or not answer.get("status"):
         return None
     if str(answer.get("email") or address).lower() != address.lower():

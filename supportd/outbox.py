@@ -32,6 +32,7 @@ from typing import Any
 from supportd import faults
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
+from supportd.identity import display_name_for_reply
 from supportd.ledger import Doc
 from supportd.mailer import LOGIN, PERMANENT, SENT, Envelope, Mailer, Result
 from supportd.msgids import make_message_id
@@ -91,7 +92,8 @@ def compose(
     if about:
         headers["X-Supportd-Ref"] = reference_of(about)
     msg = build_email(
-        sender_name=shop.name, sender=shop.support_address, to_name=to_name, to=to, subject=subject,
+        sender_name=shop.name, sender=shop.support_address, to_name=display_name_for_reply(to_name), to=to,
+        subject=subject,
         rendered=rendered, message_id=message_id, in_reply_to=in_reply_to, references=references,
         auto_submitted=auto_submitted, extra_headers=headers, date=ctx.local_now(),
     )

@@ -36,6 +36,9 @@ CAUSES = {
     "bad-tokens": "repeated invalid confirmation codes",
     "faq-unhelpful": "a customer said an FAQ answer did not help",
     "command-refused": "an answer to your alert from another address (refused)",
+    "flood": "too many messages for one address today (replies stopped)",
+    "untrusted-from": "a message whose From cannot be trusted",
+    "not-owner": "a change asked for an order that is not the sender's (nothing held)",
 }
 
 

@@ -210,6 +210,11 @@ def perform_confirmed(ctx: Context) -> int:
             _give_up_action(ctx, held, f"supportd stopped during the hook {attempts - 1} times")
             ctx.ledger.commit()
             continue
+        stranger = not_the_owners(ctx, held)
+        if stranger:  # the order changed hands, or was held before ownership was checked: never run
+            _give_up_action(ctx, held, stranger, tried=False)
+            ctx.ledger.commit()
+            continue
         ctx.ledger.patch("pending", "id", held["id"], state=PERFORMING, attempts=attempts)
         ctx.ledger.commit()  # a crash from here on re-runs the hook with the same idempotency key
         faults.point("performing", held["id"])
@@ -319,7 +324,21 @@ def _keep_ticket_open(ctx: Context, number: int) -> None:
     tickets.update(ctx, ticket, state="open", due=iso(due), closed_at=None, outcome=None)
 
 
-def _give_up_action(ctx: Context, held: Doc, detail: str) -> None:
+def not_the_owners(ctx: Context, held: Doc) -> str:
+    """Why the confirming address does not own the held order ('' when it does, or nothing says)."""
+    from supportd import orders
+
+    number = held["params"].get("order_number")
+    if not number or not orders.has_source(ctx.config.orders):
+        return ""
+    ownership = orders.owner_of(ctx.config.orders, str(number), held["address"])
+    if ownership.belongs_to(held["address"]):
+        return ""
+    return (f"the order source does not say order {number} belongs to {held['address']} "
+            f"({'it names ' + ownership.owner if ownership.owner else 'it names nobody'}); the hook was not run")
+
+
+def _give_up_action(ctx: Context, held: Doc, detail: str, tried: bool = True) -> None:
     from supportd import owner
     from supportd.outbox import queue
 
@@ -328,8 +347,10 @@ def _give_up_action(ctx: Context, held: Doc, detail: str) -> None:
     ticket = tickets.lookup(ctx, held["ticket"])
     mail = owner.escalation(
         ctx, cause="action-failed", subject_key=held["id"], ticket=ticket, customer=held["address"],
-        details=f"The customer confirmed '{describe(held['action'], held['params'])}', but the hook failed "
-                f"{MAX_HOOK_ATTEMPTS} times ({detail}). Please do it by hand and tell the customer.",
+        details=(f"The customer confirmed '{describe(held['action'], held['params'])}', but the hook failed "
+                 f"{MAX_HOOK_ATTEMPTS} times ({detail}). Please do it by hand and tell the customer." if tried else
+                 f"{held['address']} confirmed '{describe(held['action'], held['params'])}', but {detail}. "
+                 "Nothing was changed; please check who this order belongs to."),
     )
     if mail is not None:
         queue(ctx, mail)

@@ -62,10 +62,11 @@ hours:                     # when a person answers: the ETA in every reply comes
   answer_within_hours: 8   # business hours
 
 limits:
-  acks_per_sender_per_day: 10   # then one "we got your messages" notice, then quiet
+  acks_per_sender_per_day: 10   # per sender and per recipient; then one notice, then quiet
   max_message_bytes: 25000000   # larger mail is set aside for the owner
   confirmation_hours: 72        # how long a "please confirm" stays valid
   max_attempts: 3               # a message that fails this often is quarantined
+  decision_seconds: 5           # a message that takes longer to decide is quarantined at once
 
 digest:                    # the weekly email to the owner
   weekday: monday
