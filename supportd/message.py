@@ -14,16 +14,26 @@ own fields would have got wrong, measured on its 4.8 release, and how this modul
 * ``message_id`` is a list when the header appears twice: only the first one is used.
 * It raised on some real bounces (4 of the 1,259 corpus files: an AttributeError in its Received
   header parsing).
+
+What one message may cost is bounded here (``bench/hostile.py`` measures it): the MIME parser
+reads the first ``MAX_PARSE_BYTES`` of a message (customers' words come first; a 17 MB body of NULs
+peaked at 239 MB parsed whole; file names of attachments after that are found by a scan), a text
+part is read up to ``MAX_PART_CHARS``, the text kept up to ``MAX_TEXT_CHARS``, a whitespace run longer than
+``MAX_SPACE_RUN`` becomes one space or line break (so no pattern meets 40,000 spaces), a header
+value up to ``MAX_HEADER_VALUE`` characters and ``MAX_HEADER_VALUES`` values per name. A message
+nested deeper than Python's parser can follow is read for its headers only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.message
+import email.parser
 import email.policy
 import email.utils
 import hashlib
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -44,6 +54,22 @@ REPORT_PARTS = {
 }
 MAX_ATTACHMENT_NAMES = 50
 MAX_ZIP_BYTES = 10_000_000
+MAX_PART_CHARS = 1_000_000  # of a text part's (transfer-encoded) payload; customers write far less
+MAX_TEXT_CHARS = 200_000  # of the decoded text: about 100 pages
+MAX_HTML_CHARS = 150_000  # of an HTML body turned into text (20,000 nested quotes in 720 KB took 1 s)
+# Of the raw message given to the MIME parser, which holds every line as an object (~50 bytes each:
+# 5 MB of short lines peaked at 190 MB). Attachment names further on are still found (TAIL_FILENAME).
+MAX_PARSE_BYTES = 1_500_000
+MAX_PARSE_LINES = 100_000  # and of its lines (24 MB of "a\\n" took 1.4 s and 119 MB at 1.5 MB alone)
+# and its multiparts: the parser recurses per nesting level (2,000 nested parts: 2.3 s, then a RecursionError)
+MAX_MULTIPARTS = 50
+BOUNDARY = re.compile(rb"boundary\s*+=", re.IGNORECASE)
+TAIL_FILENAME = re.compile(rb"""\bfile(?:name)?\*?=\s*+"?([^"\r\n;]{1,200})""", re.IGNORECASE)
+MAX_SPACE_RUN = 40
+MAX_HEADER_VALUE = 8_000  # References keeps its end (the nearest messages), other headers their start
+MAX_HEADER_VALUES = 200
+MAX_PARTS = 500  # parts looked at for the body and attachment names
+LONG_SPACE = re.compile(rf"\s{{{MAX_SPACE_RUN + 1},}}")
 
 
 @dataclass(frozen=True)
@@ -135,10 +161,11 @@ class Inbound:
 
 def parse(raw: bytes) -> Inbound:
     """Parse one message. Never raises for malformed mail: what cannot be read is left empty."""
-    msg = _mime_tree(raw)
+    parsed = _parsed_part(raw)
+    msg = _mime_tree(parsed)
     headers = _headers(msg)
     plain, html = _body_texts(msg)
-    full_text = plain if plain.strip() else html_to_text(html)
+    full_text = tame(plain if plain.strip() else html_to_text(html[:MAX_HTML_CHARS]))
     message_id = _first_message_id(headers.get("message-id", ()))
     return_path = _return_path(headers)
     reading = read_from(_raw_values(msg, "from"), return_path)
@@ -165,19 +192,59 @@ def parse(raw: bytes) -> Inbound:
         content_type=msg.get_content_type(),
         report_type=_report_type(msg),
         defects=tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", [])})),
-        attachment_names=_attachment_names(msg),
+        attachment_names=(_attachment_names(msg) + _names_after(raw, len(parsed)))[:MAX_ATTACHMENT_NAMES],
     )
 
 
+def tame(text: str) -> str:
+    """The text with a bounded length and no whitespace run longer than ``MAX_SPACE_RUN``.
+
+    A long run becomes a blank line when it held two line breaks, a line break when it held one,
+    else one space: sentences and paragraphs read the same, and no pattern meets 40,000 spaces.
+    """
+    return LONG_SPACE.sub(_one_space, text[:MAX_TEXT_CHARS])
+
+
+def _one_space(found: re.Match[str]) -> str:
+    breaks = found.group().count("\n")
+    return "\n\n" if breaks >= 2 else "\n" if breaks else " "
+
+
+def _parsed_part(raw: bytes) -> bytes:
+    """The start of the message that the MIME parser reads: at most ``MAX_PARSE_BYTES``,
+    ``MAX_PARSE_LINES`` and ``MAX_MULTIPARTS`` (an unfinished multipart is parsed as far as it goes)."""
+    end = min(len(raw), MAX_PARSE_BYTES)
+    if raw.count(b"\n", 0, end) > MAX_PARSE_LINES:
+        position = 0
+        for _ in range(MAX_PARSE_LINES):
+            position = raw.index(b"\n", position) + 1
+        end = position
+    beyond = next(itertools.islice(BOUNDARY.finditer(raw, 0, end), MAX_MULTIPARTS, None), None)
+    if beyond is not None:
+        end = beyond.start()
+    return raw if end == len(raw) else raw[:end]
+
+
 def _mime_tree(raw: bytes) -> email.message.Message:
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:  # nested deeper than the parser follows: the headers are still read
+        return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
 
 
 def _headers(msg: email.message.Message) -> dict[str, tuple[str, ...]]:
     result: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
-        result.setdefault(name.strip().lower(), []).append(decode_header(utf8_header(str(value))))
+        values = result.setdefault(name.strip().lower(), [])
+        if len(values) < MAX_HEADER_VALUES:
+            values.append(decode_header(_capped(name, utf8_header(str(value)))))
     return {name: tuple(values) for name, values in result.items()}
+
+
+def _capped(name: str, value: str) -> str:
+    if len(value) <= MAX_HEADER_VALUE:
+        return value
+    return value[-MAX_HEADER_VALUE:] if name.strip().lower() == "references" else value[:MAX_HEADER_VALUE]
 
 
 def _raw_values(msg: email.message.Message, header: str) -> list[str]:
@@ -240,16 +307,17 @@ def _report_type(msg: email.message.Message) -> str:
 
 
 def _top_level_parts(msg: email.message.Message) -> Iterator[email.message.Message]:
-    """The parts of this message, without descending into attached messages (message/rfc822)."""
-    yield msg
-    if msg.get_content_maintype() == "message":
-        return
-    if msg.is_multipart():
-        payload = msg.get_payload()
+    """The parts of this message in order, without descending into attached messages (message/rfc822);
+    at most ``MAX_PARTS`` of them. A loop, not recursion: 2,000 nested parts cost 2,000 steps."""
+    stack = [msg]
+    for _ in range(MAX_PARTS):
+        if not stack:
+            return
+        part = stack.pop()
+        yield part
+        payload = part.get_payload() if part.is_multipart() and part.get_content_maintype() != "message" else None
         if isinstance(payload, list):
-            for part in payload:
-                if isinstance(part, email.message.Message):
-                    yield from _top_level_parts(part)
+            stack.extend(p for p in reversed(payload) if isinstance(p, email.message.Message))
 
 
 def _body_texts(msg: email.message.Message) -> tuple[str, str]:
@@ -287,6 +355,14 @@ def _attachment_names(msg: email.message.Message) -> tuple[str, ...]:
     return tuple(names[:MAX_ATTACHMENT_NAMES])
 
 
+def _names_after(raw: bytes, start: int) -> tuple[str, ...]:
+    """File names in the part headers beyond what the MIME parser read (for the guard's executable check)."""
+    if len(raw) <= start:
+        return ()
+    found = itertools.islice(TAIL_FILENAME.finditer(raw, start), MAX_ATTACHMENT_NAMES)
+    return tuple(decode_header(m.group(1).decode("utf-8", "replace")).strip() for m in found)
+
+
 def _zip_members(part: email.message.Message) -> list[str]:
     try:
         payload = part.get_payload(decode=True)
@@ -307,6 +383,9 @@ def _is_attachment(part: email.message.Message) -> bool:
 
 
 def _decoded(part: email.message.Message) -> str:
+    raw = part.get_payload()
+    if isinstance(raw, str) and len(raw) > MAX_PART_CHARS:
+        part.set_payload(raw[:MAX_PART_CHARS])  # the rest is never read (the tree is ours alone)
     try:
         payload = part.get_payload(decode=True)
     except Exception:  # a broken transfer encoding: take the text as it stands

@@ -37,6 +37,7 @@ from typing import Any
 
 from supportd import digest, faults, outbox, owner, pending, tickets
 from supportd.actions import Plan, apply_plan, plan_message
+from supportd.budget import DecisionTimeout, decision_budget
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.inbox import Mailbox, Stored
@@ -181,16 +182,20 @@ class Pipeline:
         wanted = [r for r in live if r not in oversize]
         raws = self.mailbox.fetch([r["uid"] for r in wanted])
         faults.point("fetched")
-        failed = []
+        failed, too_slow = [], []
         for record in wanted:
-            raw = raws.get(record["uid"])
+            raw = raws.pop(record["uid"], None)  # one message's bytes at a time are all we keep
             if raw is None:
                 self._forget_vanished(record)
                 continue
-            if not self._decide(record, raw, report):
+            decided = self._decide(record, raw, report)
+            if decided is None:
+                too_slow.append(record)
+            elif not decided:
                 failed.append(record)
         self.ledger.commit()
         faults.point("decided")
+        self._quarantine(too_slow, "too slow to decide", report)
         self._quarantine([r for r in failed if r["failures"] >= self.ctx.config.limits.max_attempts],
                          "handling failed {failures} times", report)
 
@@ -235,20 +240,28 @@ class Pipeline:
                 record["waited"] = waited_before_pickup(now, stored[record["uid"]].arrived, self.look_before)
                 self.ledger.patch("messages", "key", record["key"], waited=record["waited"])
 
-    def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool:
-        """Parse, plan and apply one message; False when it failed (it stays claimed)."""
+    def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool | None:
+        """Parse, plan and apply one message; False when it failed (it stays claimed), None when it
+        took longer than ``limits.decision_seconds`` (it is quarantined at once: the queue goes on)."""
         started = time.perf_counter()
+        budget = self.ctx.config.limits.decision_seconds
         if record["alone"]:  # a retry after a crash: if supportd dies reading it, the message is to blame
             self.ledger.patch("messages", "key", record["key"], deciding=True)
             self.ledger.commit()
         try:
-            msg = parse(raw)
+            with decision_budget(budget):
+                msg = parse(raw)
             faults.point("deciding", msg.subject)
             if self.recovering and self._answered_before(msg):
                 self._mark_answered_before(record, msg)
                 return True
-            plan = plan_message(self.ctx, msg, record["key"])
+            with decision_budget(budget):  # planning only reads: stopping it halfway changes nothing
+                plan = plan_message(self.ctx, msg, record["key"])
             apply_plan(self.ctx, plan)
+        except DecisionTimeout as exc:
+            log.error("message %s: %s; set aside for the owner", record["key"], exc)
+            record.update(error=str(exc), in_hand=False, deciding=False)
+            return None
         except Exception as exc:  # any failure: recorded, retried, quarantined after max_attempts
             log.exception("message %s failed (attempt %d)", record["key"], record["attempts"])
             record.update(error=f"{type(exc).__name__}: {exc}"[:300], failures=int(record["failures"]) + 1,
@@ -289,7 +302,7 @@ class Pipeline:
             return
         self.mailbox.mark_quarantined([r["uid"] for r in records])
         for record in records:
-            why = reason.format(failures=record.get("failures", 0))
+            why = reason.format(failures=record.get("failures", 0), error=record.get("error", ""))
             detail = f"{why}; last error: {record.get('error') or 'none'}"
             log.error("quarantined %s: %s", record["key"], detail)
             imap = self.mailbox.config

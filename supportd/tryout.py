@@ -15,7 +15,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from supportd.actions import plan_message
+from supportd.actions import Plan, plan_message
+from supportd.budget import DecisionTimeout, decision_budget
 from supportd.clock import SystemClock
 from supportd.config import Config
 from supportd.context import Context
@@ -32,11 +33,22 @@ EMPTY_ANSWER: dict[str, Any] = {
 LINE_BREAKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
-def try_messages(config: Config, paths: list[Path], as_json: bool) -> int:
+def try_context(config: Config) -> Context:
+    """The daemon's rules and replies over an empty in-memory ledger: decisions without any state."""
     rules, replies = load_rules_and_replies(config)
     clock = SystemClock()
-    ctx = Context(config=config, rules=rules, replies=replies, ledger=Ledger.in_memory(clock), clock=clock,
-                  secret=secrets.token_bytes(32))
+    return Context(config=config, rules=rules, replies=replies, ledger=Ledger.in_memory(clock), clock=clock,
+                   secret=secrets.token_bytes(32))
+
+
+def decide(ctx: Context, raw: bytes) -> Plan:
+    """Parse and plan one message within the per-message time limit, as the daemon does."""
+    with decision_budget(ctx.config.limits.decision_seconds):
+        return plan_message(ctx, parse(raw), key=None)
+
+
+def try_messages(config: Config, paths: list[Path], as_json: bool) -> int:
+    ctx = try_context(config)
     failures = 0
     for path in paths:
         answer = try_one(ctx, path)
@@ -55,7 +67,9 @@ def try_one(ctx: Context, path: Path) -> dict[str, Any]:
     except OSError as exc:
         return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "unreadable", "error": f"cannot read: {exc.strerror}"}
     try:
-        plan = plan_message(ctx, parse(raw), key=None)
+        plan = decide(ctx, raw)
+    except DecisionTimeout as exc:
+        return {"file": str(path), **EMPTY_ANSWER, "skip_reason": f"quarantined: {exc}", "error": str(exc)}
     except Exception as exc:  # the contract: every message gets an answer, errors included
         last = traceback.extract_tb(exc.__traceback__)[-1]
         return {"file": str(path), **EMPTY_ANSWER, "skip_reason": "error",

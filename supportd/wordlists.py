@@ -19,8 +19,8 @@ def phrase_pattern(phrase: str) -> str:
     parts: list[str] = []
     for char in phrase.strip():
         if char.isspace():
-            if not parts or parts[-1] != r"\s+":
-                parts.append(r"\s+")
+            if not parts or parts[-1] != r"\s++":
+                parts.append(r"\s++")  # possessive: a word never starts with a space, so nothing is lost
         elif char == "*":
             parts.append(r"\w*")
         elif char in APOSTROPHES:

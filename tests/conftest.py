@@ -103,6 +103,15 @@ class World:
                   for name in {*defaults, *self.sections}}
         return write_supportd_config(self.root, self.dovecot, self.sink, self.user, merged)
 
+    def add_rule_file(self, name: str, text: str) -> None:
+        """Use a copy of the default rules with one more file ``name`` (and write the config)."""
+        rules = self.root / "rules"
+        if not rules.exists():
+            shutil.copytree(REPO / "rules", rules)
+        (rules / name).write_text(text)
+        self.rules_dir = rules
+        self.write_config()
+
     def config(self) -> Config:
         if not self.config_path.exists():
             self.write_config()

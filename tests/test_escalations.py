@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from email.message import EmailMessage
 
 from supportd.clock import FakeClock
 
-from conftest import OWNER, REPO, World, mail
+from conftest import OWNER, World, mail
 
 START = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)  # a Tuesday morning
 ADA = "Ada Lovelace <ada@example.org>"
@@ -86,13 +85,8 @@ def test_angry_and_repeated_in_one_mail_are_one_alert_naming_both(world: World) 
 
 def test_a_rule_with_escalate_alerts_the_owner_for_a_vip(world: World) -> None:
     """A `from:` rule with the `escalate` action alerts the owner for that sender, and only for them."""
-    rules = world.root / "rules"
-    shutil.copytree(REPO / "rules", rules)
-    (rules / "15-vip.yaml").write_text(
-        "intent: vip\npriority: 95\nreply: other\nactions: [open_ticket, escalate]\nrules:\n"
-        "  - name: big-client\n    from: ['*@bigclient.example']\n")
-    world.rules_dir = rules
-    world.write_config()
+    world.add_rule_file("15-vip.yaml", "intent: vip\npriority: 95\nreply: other\nactions: [open_ticket, escalate]\n"
+                        "rules:\n  - name: big-client\n    from: ['*@bigclient.example']\n")
     world.deliver(mail("Could you send us the invoice for March?", sender="Bea <bea@bigclient.example>",
                        subject="Invoice"))
     world.deliver(mail("Could you send me the invoice for March?", sender=ADA, subject="Invoice"))
