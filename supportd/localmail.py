@@ -774,8 +774,10 @@ class SmtpSink(_LocalServer):
         deliver: Deliver | None = None,
         auth: dict[str, str] | None = None,
         tls: Literal["none", "starttls", "implicit"] = "none",
+        smtputf8: bool = True,
     ) -> None:
         self.port = port  # 0 until the first start() picks one; kept across restarts
+        self.smtputf8 = smtputf8  # offers SMTPUTF8 (RFC 6531), as Postfix and Exim do
         self.deliver = deliver
         self.auth = auth  # login -> password; AUTH is then required (without TLS)
         self.tls = tls  # with TLS, a self-signed certificate that is its own CA: ca_file
@@ -805,6 +807,7 @@ class SmtpSink(_LocalServer):
             port=self.port,
             server_hostname="localhost",  # the default, getfqdn(), can wait on DNS
             ready_timeout=START_TIMEOUT,
+            enable_SMTPUTF8=self.smtputf8,
             **self._auth_settings(),
             **self._tls_settings(),
         )

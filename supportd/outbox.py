@@ -23,6 +23,7 @@ decided, and its Message-ID is fixed then, so a resend after a crash would be re
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 QUEUED, COMMITTING, RETRY, FAILED = "queued", "committing", "retry", "failed"
 PENDING_STATES = (QUEUED, RETRY)
 MAX_RETRY_SECONDS = 3600
+# A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
+UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,9 @@ def compose(
         rendered=rendered, message_id=message_id, in_reply_to=in_reply_to, references=references,
         auto_submitted=auto_submitted, extra_headers=headers, date=ctx.local_now(),
     )
+    raw = msg.as_bytes() if to.isascii() else msg.as_bytes(policy=UTF8_HEADERS)
     return Outgoing(kind=kind, message_id=message_id, to=to, subject=" ".join(subject.split()),
-                    text=rendered.text, raw=msg.as_bytes(), for_key=for_key, ticket=ticket)
+                    text=rendered.text, raw=raw, for_key=for_key, ticket=ticket)
 
 
 def reference_of(fingerprint: str) -> str:
@@ -113,7 +117,7 @@ def queue(ctx: Context, mail: Outgoing) -> None:
     now = iso(ctx.now())
     ctx.ledger.put("outbox", "id", {
         "id": mail.message_id, "kind": mail.kind, "for_key": mail.for_key, "ticket": mail.ticket,
-        "to": mail.to, "subject": mail.subject, "raw": mail.raw.decode("ascii"),
+        "to": mail.to, "subject": mail.subject, "raw": mail.raw.decode("utf-8"),
         "state": QUEUED, "tries": 0, "next_at": now, "created": now, "sent_at": None,
         "copied": False, "last_error": "",
     })
@@ -131,7 +135,7 @@ def send(ctx: Context, mailer: Mailer, entries: list[Doc]) -> list[Result]:
     """Send ``entries`` with the staged commit (see ``supportd.mailer``); record each outcome."""
     if not entries:
         return []
-    envelopes = [Envelope(e["id"], ctx.config.shop.support_address, e["to"], e["raw"].encode("ascii"))
+    envelopes = [Envelope(e["id"], ctx.config.shop.support_address, e["to"], e["raw"].encode("utf-8"))
                  for e in entries]
 
     def commit(ids: list[str]) -> None:

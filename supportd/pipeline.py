@@ -375,7 +375,7 @@ class Pipeline:
         uncopied = [e for e in self.ledger.find("outbox", state="sent") if not e["copied"]]
         if not uncopied:
             return
-        self.mailbox.append_sent(e["raw"].encode("ascii") for e in uncopied)
+        self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
         faults.point("copied")
         for entry in uncopied:  # committed with "done" next: a crash before finds the copy in Sent
             self.ledger.patch("outbox", "id", entry["id"], copied=True)

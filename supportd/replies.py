@@ -301,7 +301,7 @@ def build_email(
     """
     msg = _body(rendered)
     msg["From"] = formataddr((_one_line(sender_name), sender), charset="utf-8")
-    msg["To"] = formataddr((_one_line(to_name), to), charset="utf-8")
+    msg["To"] = address_header(_one_line(to_name), to)
     msg["Subject"] = _encoded(subject, "Subject")
     # In the shop's time zone (``date`` is aware), as a mail client writes it: "+0100", not "-0000".
     msg["Date"] = email.utils.format_datetime(date) if date else email.utils.formatdate(localtime=True)
@@ -336,6 +336,17 @@ def _text_part(content: str, subtype: str) -> Message:
     part.set_payload(content, _QUOTED_PRINTABLE_UTF8)  # adds MIME-Version, Content-Type and the encoding
     part.set_type(f"text/{subtype}")
     return part
+
+
+def address_header(name: str, address: str) -> str:
+    """``Name <address>`` for a header; a non-ASCII address (RFC 6532) is written as it is, the name
+    encoded as for any other (such a mail is sent only with SMTPUTF8: see ``supportd.mailer``)."""
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    if not name:
+        return address
+    placeholder = "address@placeholder.invalid"
+    return formataddr((name, placeholder), charset="utf-8").replace(placeholder, address)
 
 
 def _encoded(value: str, header_name: str) -> str:

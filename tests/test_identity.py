@@ -270,3 +270,29 @@ def test_a_huge_display_name_is_not_copied_into_our_reply(world: World) -> None:
     world.once(FakeClock(START))
     [reply] = world.sent_to("big@example.org")
     assert str(reply["To"]) == "big@example.org"
+
+
+# ---------------------------------------------------------------- non-ASCII addresses (RFC 6530)
+
+JUERGEN = "jürgen@bücher.example"
+
+
+def test_a_non_ascii_address_is_answered_where_the_server_offers_smtputf8(world: World) -> None:
+    """jürgen@bücher.example gets his acknowledgment, To written in UTF-8, over SMTPUTF8."""
+    world.deliver(raw_mail(f"=?utf-8?q?J=C3=BCrgen?= <{JUERGEN}>", "Where is my parcel?"))
+    world.once(FakeClock(START))
+    [received] = [m for m in world.sink.messages if JUERGEN in m.rcpt_tos]
+    assert JUERGEN in received.raw.decode("utf-8")
+    assert world.sent_to(OWNER) == []
+
+
+def test_a_non_ascii_address_without_smtputf8_is_set_aside_with_a_reason(world: World) -> None:
+    """A server without SMTPUTF8: nothing garbled goes out; the owner is told why and whom to answer."""
+    world.sink.stop()
+    world.sink.smtputf8 = False
+    world.sink.start()
+    world.deliver(raw_mail(JUERGEN, "Where is my parcel?"))
+    world.once(FakeClock(START))
+    assert [m for m in world.sink.messages if OWNER not in m.rcpt_tos] == []
+    [alert] = world.sent_to(OWNER)
+    assert "SMTPUTF8" in alert.get_content() and JUERGEN in alert.get_content()
