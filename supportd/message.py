@@ -64,7 +64,9 @@ MAX_PARSE_LINES = 100_000  # and of its lines (24 MB of "a\\n" took 1.4 s and 11
 # and its multiparts: the parser recurses per nesting level (2,000 nested parts: 2.3 s, then a RecursionError)
 MAX_MULTIPARTS = 50
 BOUNDARY = re.compile(rb"boundary\s*+=", re.IGNORECASE)
-TAIL_FILENAME = re.compile(rb"""\bfile(?:name)?\*?=\s*+"?([^"\r\n;]{1,200})""", re.IGNORECASE)
+# Case-sensitive, so the search runs on the literal "name" (0.18 s over 24 MB with IGNORECASE, 0.01 s so);
+# mail programs write the parameter in lower case.
+TAIL_FILENAME = re.compile(rb"""name\*?=\s*+"?([^"\r\n;]{1,200})""")
 MAX_SPACE_RUN = 40
 MAX_HEADER_VALUE = 8_000  # References keeps its end (the nearest messages), other headers their start
 MAX_HEADER_VALUES = 200

@@ -74,7 +74,7 @@ class Hit:
 
 # What one message may cost the rules (bench/hostile.py): the text they read, the hits of one
 # pattern that are read as mentions, and how far a sentence reaches around a hit.
-RULE_TEXT_CHARS = 20_000
+RULE_TEXT_CHARS = 10_000
 RULE_SUBJECT_CHARS = 500
 MAX_HITS_PER_PATTERN = 25
 SENTENCE_REACH = 600
