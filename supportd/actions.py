@@ -47,6 +47,8 @@ from supportd.replies import first_name, reply_subject
 from supportd.rules import Decision
 
 ACK_KINDS = ("ack", "confirm")
+# Held changes whose object is the sender's own address, not an order: theirs by definition.
+SUBSCRIPTION_ACTIONS = ("unsubscribe", "cancel_subscription")
 THANKS_ONLY_CHARS = 120  # "Thanks, that helped!" is short; a longer reply has more to say and reopens the ticket
 RESERVATION = re.compile(r"\b(but|however|still|though|except|aber|jedoch|noch|trotzdem)\b", re.IGNORECASE)
 PHOTO = re.compile(r"\.(jpe?g|png|gif|heic|heif|webp|bmp|tiff?)$", re.IGNORECASE)
@@ -422,8 +424,9 @@ def _plan_untrusted_sender(ctx: Context, plan: Plan) -> None:
 
 def _order_bound(ctx: Context, decision: Decision) -> bool:
     """A held change about an order (not the sender's own subscription), checkable with the order source."""
-    return orders.has_source(ctx.config.orders) and (
-        decision.held_action == "cancel_order" or bool(decision.order_number))
+    if not orders.has_source(ctx.config.orders) or decision.held_action in SUBSCRIPTION_ACTIONS:
+        return False
+    return decision.held_action == "cancel_order" or bool(decision.order_number)
 
 
 def _plan_not_held(ctx: Context, plan: Plan, number: int, values: dict[str, Any],

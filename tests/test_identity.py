@@ -207,6 +207,17 @@ def test_the_hook_never_runs_when_the_order_is_no_longer_the_confirmers(world: W
     assert any("could not be made" in s for s in alerts(world))
 
 
+def test_an_unsubscription_is_the_senders_own_whatever_order_it_mentions(world: World) -> None:
+    """"Unsubscribe me" is held for the sender even when the mail names someone else's order number."""
+    with_orders(world)
+    with_hook(world, "unsubscribe")
+    world.deliver(mail("Please unsubscribe me from your newsletter. Order 77123 was fine.", sender=MALLORY,
+                       subject="Newsletter"))
+    world.once(FakeClock(START))
+    [confirmation] = [m for m in world.sent_to(MALLORY) if TOKEN.search(str(m["Subject"]))]
+    assert TRACKING not in text_of(confirmation)
+
+
 def test_try_shows_no_held_action_and_no_private_data_for_a_stranger(world: World, tmp_path: Path) -> None:
     """`supportd try --json` for mallory's cancellation: held_action null, no tracking in reply.text."""
     with_orders(world)
