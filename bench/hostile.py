@@ -105,7 +105,10 @@ def decide_one(case: str) -> dict[str, Any]:
     except Exception as exc:  # a timeout is a result here: the daemon quarantines such a message
         outcome = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from bench.common import _vm_hwm_kb  # after the decision: its own imports must not be the peak
+
+    # The process's own peak (VmHWM): ru_maxrss would start at the parent's RSS (see bench.common).
+    rss_mb = (_vm_hwm_kb(Path("/proc/self/status")) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
     return {"bytes": len(raw), "decision_s": round(seconds, 3), "rss_mb": round(rss_mb, 1), "outcome": outcome[:120]}
 
 
