@@ -272,7 +272,17 @@ def test_the_owners_and_staff_addresses_are_never_answered_as_customers(world: W
     world.deliver(mail("My lamp is broken", sender="Helen <helen@shop.example>", subject="Lamp"))
     report = world.once(FakeClock(START))
     assert world.sent() == []
-    assert {plan["skip_reason"].split(" ")[0] for plan in report.plans} == {"guard:staff-address"}
+    assert all(plan["skip_reason"].startswith("shop: mail from") for plan in report.plans)
+    assert all(plan["ticket"] is None for plan in report.plans)
+
+
+def test_a_from_that_only_looks_like_the_owners_is_not_the_owners(world: World) -> None:
+    """`owner@shop <mallory@evil>` with the owner's envelope is not the owner's mail: untrusted, the owner told."""
+    world.deliver(raw_mail(f"{OWNER} <{MALLORY}>", "done", return_path=OWNER))
+    report = world.once(FakeClock(START))
+    [plan] = report.plans
+    assert not (plan["skip_reason"] or "").startswith("shop:")
+    assert any("cannot be trusted" in s for s in alerts(world))
 
 
 def test_a_huge_display_name_is_not_copied_into_our_reply(world: World) -> None:
