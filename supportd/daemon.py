@@ -245,12 +245,12 @@ class Daemon:
         waiting = [e for e in self.ctx.ledger.find("outbox") if e["state"] in outbox.PENDING_STATES]
         smtp = self.mailer.login_error
         if smtp and not self.health.health.smtp_problem:
-            self.health.error(f"SMTP login refused: {smtp}", self.ctx.now())
-        self.health.health.smtp_problem = f"login refused ({smtp}); fix the SMTP password" if smtp else ""
+            self.health.error(f"SMTP {smtp}", self.ctx.now())
+        self.health.health.smtp_problem = f"{smtp}; fix the SMTP settings" if smtp else ""
         if smtp:
-            self._set_status(f"SMTP login refused: {len(waiting)} replies waiting until the SMTP password works")
-            self._alert_owner("smtp-login", f"The SMTP server {self.config.smtp.server.host} refuses supportd's "
-                              f"login ({smtp}). {len(waiting)} replies are waiting and nothing is lost: they go "
+            self._set_status(f"SMTP {smtp}: {len(waiting)} replies waiting until the SMTP settings work")
+            self._alert_owner("smtp-login", f"supportd cannot send through {self.config.smtp.server.host}: "
+                              f"{smtp}. {len(waiting)} replies are waiting and nothing is lost: they go "
                               "out by themselves once the password works (supportd reads it again at every "
                               "try; no restart needed). Check with: supportd status")
         elif waiting:
@@ -262,13 +262,13 @@ class Daemon:
         log.error("IMAP %s; supportd tries again in %.0f s and reads the password again each time", why, delay)
         if not self.health.health.imap_problem:
             self.health.error(f"IMAP {why}", self.ctx.now())
-        self.health.health.imap_problem = f"{why}; fix the IMAP password"
-        self._set_status(f"IMAP {why}: no mail is read until the password works")
-        self._alert_owner("imap-login", f"The IMAP server {self.config.imap.server.host} refuses supportd's "
-                          f"login to {self.config.imap.server.user} ({why}). No customer mail is read or "
-                          "answered until it works; nothing is lost, the mail waits in the mailbox. supportd "
-                          "tries again by itself and reads the password again each time: fix the password "
-                          "(where the config says it comes from); no restart needed.")
+        self.health.health.imap_problem = f"{why}; fix the IMAP settings"
+        self._set_status(f"IMAP {why}: no mail is read until that is fixed")
+        self._alert_owner("imap-login", f"supportd cannot use the IMAP server {self.config.imap.server.host} as "
+                          f"{self.config.imap.server.user}: {why}. No customer mail is read or answered until it "
+                          "works; nothing is lost, the mail waits in the mailbox. supportd tries again by itself "
+                          "and reads the password again each time: fix the password where the config says it "
+                          "comes from (no restart needed), or imap.ca_file (then: systemctl reload supportd).")
 
     def _alert_owner(self, cause: str, details: str) -> None:
         """Once a day per cause, by the first channel that works: SMTP, else the support mailbox itself."""

@@ -83,14 +83,20 @@ class Mailbox:
     def connect(self) -> None:
         server = self.config.server
         context = tls_context(server.verify_certificate, str(server.ca_file) if server.ca_file else None)
-        client = imapclient.IMAPClient(
-            server.host, port=server.port, ssl=server.tls == "implicit",
-            ssl_context=context if server.tls != "none" else None,
-            timeout=imapclient.SocketTimeout(connect=server.timeout_seconds, read=server.timeout_seconds),
-        )
+        try:
+            client = imapclient.IMAPClient(
+                server.host, port=server.port, ssl=server.tls == "implicit",
+                ssl_context=context if server.tls != "none" else None,
+                timeout=imapclient.SocketTimeout(connect=server.timeout_seconds, read=server.timeout_seconds),
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise LoginRefused(_untrusted(server.host, exc)) from exc
         try:
             if server.tls == "starttls":
-                client.starttls(context)
+                try:
+                    client.starttls(context)
+                except ssl.SSLCertVerificationError as exc:
+                    raise LoginRefused(_untrusted(server.host, exc)) from exc
             if server.user:
                 client.login(server.user, _password(self.config))
             selected = client.select_folder(self.config.folder)
@@ -363,6 +369,11 @@ class Mailbox:
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"NOOP failed: {exc}") from exc
         return False
+
+
+def _untrusted(host: str, exc: ssl.SSLCertVerificationError) -> str:
+    return f"the certificate of {host} is not trusted ({exc.verify_message}); set imap.ca_file to the server's CA, " \
+           "or fix the certificate"
 
 
 def _password(config: ImapConfig) -> str:

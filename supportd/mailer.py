@@ -46,7 +46,8 @@ LOGIN_CODES = frozenset({530, 534, 535, 538})
 
 
 class LoginRefused(Exception):
-    """The SMTP server refused our login (or the password could not be read): fix the settings."""
+    """The SMTP server refused our login, the password could not be read, or the server's certificate
+    is not trusted: the settings' fault, never the message's. ``code`` is the server's, or 0."""
 
     def __init__(self, code: int, detail: str) -> None:
         super().__init__(f"{code} {detail}".strip())
@@ -76,6 +77,18 @@ def classify_code(code: int) -> str:
     if code in LOGIN_CODES:
         return LOGIN
     return PERMANENT if 500 <= code < 600 else TEMPORARY
+
+
+def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connection error (aiosmtplib wraps it for implicit TLS)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        if seen is None:
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def data_payload(raw: bytes) -> bytes:
@@ -127,7 +140,8 @@ class Mailer:
     def _note_health(self, results: list[Result]) -> None:
         refused = [r for r in results if r.status == LOGIN]
         if refused:
-            self.login_error = f"{refused[0].code} {refused[0].detail}".strip()
+            code, detail = refused[0].code, refused[0].detail
+            self.login_error = f"login refused ({code} {detail})" if code in LOGIN_CODES else detail
         elif any(r.status in (SENT, PERMANENT) for r in results):  # the server talked to us after a login
             self.login_error = ""
         if any(r.status == SENT for r in results):
@@ -188,8 +202,16 @@ class Mailer:
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         if client.is_connected:
             return
-        await client.connect()
         server = self.config.server
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            untrusted = _untrusted_certificate(exc)
+            if untrusted is None:
+                raise
+            client.close()
+            raise LoginRefused(0, f"the certificate of {server.host} is not trusted ({untrusted}); set smtp.ca_file "
+                                  "to the server's CA, or fix the certificate") from exc
         if server.user and server.password is not None:
             try:
                 password = server.password.reveal()  # read again at each connection: a fixed file counts
@@ -203,14 +225,14 @@ class Mailer:
                 raise LoginRefused(exc.code, exc.message) from exc
             except aiosmtplib.SMTPException as exc:  # e.g. the server offers no AUTH at all
                 client.close()
-                raise LoginRefused(0, str(exc)) from exc
+                raise LoginRefused(0, f"login refused ({exc})") from exc
 
     async def _stage(self, client: aiosmtplib.SMTP, env: Envelope) -> Result | None:
         """MAIL, RCPT, DATA and the body; None when only the final dot is missing."""
         try:
             await self._connect(client)
         except LoginRefused as exc:
-            return Result(env.id, LOGIN, exc.code, f"login refused: {exc.detail}")
+            return Result(env.id, LOGIN, exc.code, exc.detail)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
             return Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}")

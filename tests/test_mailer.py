@@ -8,7 +8,7 @@ import pytest
 
 from supportd.config import ServerConfig, SmtpConfig
 from supportd.localmail import SmtpSink
-from supportd.mailer import PERMANENT, SENT, TEMPORARY, Envelope, Mailer, data_payload
+from supportd.mailer import LOGIN, PERMANENT, SENT, TEMPORARY, Envelope, Mailer, data_payload
 
 
 @pytest.fixture
@@ -103,7 +103,8 @@ def test_unreachable_server_is_temporary() -> None:
 
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_tls_sends_when_the_certificate_verifies_and_refuses_when_not(mode: str) -> None:
-    """STARTTLS and TLS from the first byte both send; an untrusted certificate stops the send, said plainly."""
+    """STARTTLS and TLS from the first byte both send; an untrusted certificate stops the send, said plainly,
+    as a settings problem (the reply stays queued), never as the message's failure."""
     with SmtpSink(tls=mode) as sink:  # type: ignore[arg-type]
         trusted = ServerConfig(host="localhost", port=sink.port, tls=mode, ca_file=sink.ca_file, timeout_seconds=5)
         mailer = Mailer(SmtpConfig(server=trusted))
@@ -115,4 +116,5 @@ def test_tls_sends_when_the_certificate_verifies_and_refuses_when_not(mode: str)
         mailer.close()
         assert sent.status == SENT
         assert len(sink.wait_for(1, timeout=5)) == 1
-    assert refused.status == TEMPORARY and "CERTIFICATE_VERIFY_FAILED" in refused.detail
+    # the settings' fault, not the message's: kept queued like a refused login, and it says what to set
+    assert refused.status == LOGIN and "CERTIFICATE_VERIFY_FAILED" in refused.detail and "ca_file" in refused.detail
