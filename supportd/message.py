@@ -238,6 +238,16 @@ def _parsed_part(raw: bytes) -> bytes:
     return raw if end == len(raw) else raw[:end]
 
 
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID ``parse(raw)`` gives, read from the headers alone (no body, no own words).
+
+    For the Sent folder, where most mail is supportd's own copies: telling one from its signed
+    Message-ID took a full parse, 2.5 ms a copy (cProfile, 3,000 copies: 7.6 s of a 57 s pass).
+    """
+    headers = _headers(email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw))
+    return _first_message_id(headers.get("message-id", ()))
+
+
 def _mime_tree(raw: bytes) -> email.message.Message:
     try:
         return email.message_from_bytes(raw, policy=email.policy.compat32)

@@ -43,7 +43,7 @@ from supportd.context import Context
 from supportd.inbox import Mailbox, Stored
 from supportd.ledger import Doc, Ledger
 from supportd.mailer import Mailer
-from supportd.message import Inbound, parse
+from supportd.message import Inbound, message_id_of, parse
 from supportd.msgids import read_message_id
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ class Pipeline:
             return 0
         answered = 0
         for uid, raw in sorted(found.items()):
+            if read_message_id(self.ctx.secret, message_id_of(raw)) is not None:
+                continue  # our own copy, known from its headers: its body need not be read
             answered += self._person_reply_in_sent(parse(raw), f"sent:{uidvalidity}:{uid}")
         self.ledger.set_meta("sent_cursor", {"uidvalidity": uidvalidity, "high": high})
         self.ledger.commit()
