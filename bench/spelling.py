@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench.intents import default_rules
+from supportd.quality.intents import default_rules
 from supportd.spelling import MAX_CHARS, Spelling
 
 ROUNDS = 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,17 +41,32 @@ SUPPORT = LOCAL_SUPPORT
 OWNER = LOCAL_OWNER
 
 
+def corpus_missing(what: str) -> None:
+    """Skip the test for lack of the shared corpus; under CI (``CI=true``) that is a failure, not a skip."""
+    reason = f"{what} (CI puts ../shared beside the clone)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def corpus_path() -> Path:
     if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS} (CI puts ../shared beside the clone)")
+        corpus_missing(f"the shared corpus is not at {CORPUS}")
     return CORPUS
+
+
+def need_corpus_file(path: Path) -> Path:
+    """``path`` (a file under the shared corpus), or a skip (a failure under CI) where it is absent."""
+    if not path.is_file():
+        corpus_missing(f"{path} is not there")
+    return path
 
 
 def corpus_file(relative: str) -> Path:
     """One message file of the shared corpus (the test is skipped where the corpus is absent)."""
     path = CORPUS / relative
     if not path.is_file():
-        pytest.skip(f"corpus file {relative} is not under {CORPUS} (no ../shared beside the repo)")
+        corpus_missing(f"corpus file {relative} is not under {CORPUS}")
     return path
 
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.owntext import CASES, TARGET, measure, per_suite, read_cases
 from supportd.charsets import decode_bytes
 from supportd.owntext import OurText, html_to_text, own_words, sentences
+from supportd.quality.owntext import CASES, TARGET, measure, per_suite, read_cases
 
-from conftest import corpus_file
+from conftest import corpus_file, need_corpus_file
 
 ITALIAN_QUESTION = "Ciao sere mi puoi dire se il mio cliente deve fare questa dichiarazione?"
 
@@ -37,8 +37,7 @@ def corpus_part(relative: str, content_type: str) -> str:
 
 def test_reply_parser_suites_keep_every_own_line_and_no_history() -> None:
     """On the fixtures of three reply parsers, >= 95% of cases per suite keep all and only the own words."""
-    if not CASES.is_file():
-        pytest.skip(f"the reply cases are not at {CASES} (CI puts ../shared beside the clone)")
+    need_corpus_file(CASES)
     outcomes = measure(read_cases(CASES))
     failures = [f"{o.suite} {o.fixture}: {o.problem}" for o in outcomes if not o.passed]
     for suite, score in per_suite(outcomes).items():

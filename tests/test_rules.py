@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.intents import TARGETS, measure, read_examples
 from supportd.errors import InvalidFiles
 from supportd.message import parse
+from supportd.quality.intents import TARGETS, measure, read_examples
 from supportd.replies import Replies
 from supportd.rules import RuleSet, load_rules
 
-from conftest import CORPUS, REPO, mail
+from conftest import CORPUS, REPO, mail, need_corpus_file
 from planning import offline_context, plan_for
 
 DEV_SET = CORPUS / "intents" / "dev.csv"
@@ -33,8 +33,7 @@ def rules() -> RuleSet:
 
 def test_default_rules_meet_the_targets_on_the_dev_set(rules: RuleSet) -> None:
     """Cancellation and delivery questions from a public dataset are recognised (recall >= 96%, precision >= 97%)."""
-    if not DEV_SET.is_file():
-        pytest.skip(f"the intents dev set is not at {DEV_SET} (CI puts ../shared beside the clone)")
+    need_corpus_file(DEV_SET)
     result = measure(read_examples(DEV_SET), rules)
     assert set(TARGETS) <= set(result.scores)
     assert result.failed_targets() == []
