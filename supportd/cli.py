@@ -78,6 +78,7 @@ def change(args: argparse.Namespace, request: dict[str, Any]) -> int:
     """Hand a state change to the running daemon, or make it here as the one writer (see supportd.writer)."""
     from supportd import changes
     from supportd.daemon import Daemon, open_context
+    from supportd.inbox import RECONNECT_ERRORS
     from supportd.writer import change_state
 
     config = load_as_owner(args)
@@ -88,8 +89,12 @@ def change(args: argparse.Namespace, request: dict[str, Any]) -> int:
             try:
                 Daemon(config).run_once()
                 answer["text"] += "; sent"
-            except Exception as exc:  # the mail stays queued; the daemon sends it when it runs
-                answer["text"] += f"; the mail is queued and goes out when supportd runs ({exc})"
+            except Exception as exc:  # the mail stays queued either way
+                if isinstance(exc, (OSError, *RECONNECT_ERRORS)):  # the mail server: the daemon sends it later
+                    answer["text"] += f"; the mail is queued and goes out when supportd runs ({exc})"
+                else:  # anything else is no "later": say what failed
+                    answer["text"] += (f"; sending now failed ({type(exc).__name__}: {exc}); the mail stays "
+                                       "queued, see supportd status")
         return answer
 
     answer = change_state(config.state_dir, request, apply_here)
@@ -140,7 +145,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from supportd.daemon import load_rules_and_replies
+    from supportd.ownerfiles import load_rules_and_replies
     from supportd.replies import Replies
 
     config = load(args) if (args.config or os.environ.get("SUPPORTD_CONFIG") or
@@ -150,13 +155,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         rules, replies = load_rules_and_replies(config)
     except InvalidFiles as exc:
         problems.extend(exc.problems)
-        problems.extend(p for p in Replies(config.replies_dir).check() if "avoid '" in p.message)
+        problems.extend(p for p in Replies(config.replies_dir).check() if p.warning)
     else:
         intent_replies: dict[str, set[str]] = {}
         for rule in rules.rules:
             if rule.reply:
                 intent_replies.setdefault(rule.intent, set()).add(rule.reply)
-        problems.extend(p for p in Replies(config.replies_dir).check(intent_replies) if "avoid '" in p.message)
+        problems.extend(p for p in Replies(config.replies_dir).check(intent_replies) if p.warning)
     if problems:
         for problem in sorted(set(problems)):
             print(problem)

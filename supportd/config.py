@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from supportd.errors import InvalidFiles, Problem
+from supportd.settings import default as D
 from supportd.yamlfile import Section, YList, load_yaml, parse_clock_time
 
 TLS_MODES = ("none", "starttls", "implicit")
@@ -22,6 +23,17 @@ DEFAULT_ROBOT_SENDERS = (
     "mailer-daemon", "postmaster", "post_master", "no-reply", "noreply", "do-not-reply", "donotreply",
     "*-request", "owner-*", "*-bounces", "bounces", "bounce", "listserv", "majordomo",
 )
+
+
+def weekday_numbers(names: list[str]) -> list[int]:
+    """Monday is 0: ``["mon", "Friday"]`` -> ``[0, 4]`` (names that are no weekday are left out)."""
+    return [WEEKDAYS.index(n.strip().lower()[:3]) for n in names if n.strip().lower()[:3] in WEEKDAYS]
+
+
+def _clock(text: str) -> tuple[int, int]:
+    parsed = parse_clock_time(text)
+    assert parsed is not None, text
+    return parsed
 
 
 class Secret:
@@ -67,34 +79,34 @@ class ServerConfig:
     host: str
     port: int
     tls: str
-    verify_certificate: bool = True
+    verify_certificate: bool = D("imap.verify_certificate")
     ca_file: Path | None = None
     user: str | None = None
     password: Secret | None = None
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = D("imap.timeout_seconds")
 
 
 @dataclass(frozen=True)
 class ImapConfig:
     server: ServerConfig
-    folder: str = "INBOX"
-    sent_folder: str | None = "Sent"
-    handled_keyword: str = "$SupportdHandled"
+    folder: str = D("imap.folder")
+    sent_folder: str | None = D("imap.sent_folder")
+    handled_keyword: str = D("imap.handled_keyword")
     move_handled_to: str | None = None
-    quarantine_keyword: str = "$SupportdQuarantined"
+    quarantine_keyword: str = D("imap.quarantine_keyword")
     quarantine_folder: str | None = None
-    use_idle: bool = True
-    poll_seconds: float = 60.0
-    idle_renew_seconds: float = 25 * 60.0
+    use_idle: bool = D("imap.idle")
+    poll_seconds: float = D("imap.poll_seconds")
+    idle_renew_seconds: float = D("imap.idle_renew_minutes") * 60
 
 
 @dataclass(frozen=True)
 class SmtpConfig:
     server: ServerConfig
-    connections: int = 8
-    retry_first_seconds: float = 60.0
-    retry_hours: float = 48.0
-    stuck_alert_hours: float = 2.0
+    connections: int = D("smtp.connections")
+    retry_first_seconds: float = D("smtp.retry_first_seconds")
+    retry_hours: float = D("smtp.retry_hours")
+    stuck_alert_hours: float = D("smtp.stuck_alert_hours")
 
 
 @dataclass(frozen=True)
@@ -103,9 +115,9 @@ class ShopConfig:
     support_address: str
     owner_address: str
     aliases: tuple[str, ...] = ()
-    contact_footer: str = ""
+    contact_footer: str = D("shop.contact_footer")
     message_id_domain: str = ""
-    language: str = "en"  # replies in this language when the customer's has no templates
+    language: str = D("shop.language")  # replies in this language when the customer's has no templates
     staff_addresses: tuple[str, ...] = ()
 
     @property
@@ -120,44 +132,44 @@ class ShopConfig:
 
 @dataclass(frozen=True)
 class HoursConfig:
-    timezone: str = "UTC"
-    days: tuple[int, ...] = (0, 1, 2, 3, 4)
-    opens: tuple[int, int] = (9, 0)
-    closes: tuple[int, int] = (17, 0)
+    timezone: str = D("hours.timezone")
+    days: tuple[int, ...] = tuple(weekday_numbers(D("hours.days")))
+    opens: tuple[int, int] = _clock(D("hours.open"))
+    closes: tuple[int, int] = _clock(D("hours.close"))
     holidays: frozenset[dt.date] = frozenset()
-    answer_within_hours: float = 8.0
+    answer_within_hours: float = D("hours.answer_within_hours")
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    acks_per_sender_per_day: int = 10
-    max_message_bytes: int = 25_000_000
-    confirmation_hours: float = 72.0
-    max_attempts: int = 3
-    batch_size: int = 50
-    bad_tokens_per_sender_per_day: int = 5
-    decision_seconds: float = 5.0
+    acks_per_sender_per_day: int = D("limits.acks_per_sender_per_day")
+    max_message_bytes: int = D("limits.max_message_bytes")
+    confirmation_hours: float = D("limits.confirmation_hours")
+    max_attempts: int = D("limits.max_attempts")
+    batch_size: int = D("limits.batch_size")
+    bad_tokens_per_sender_per_day: int = D("limits.bad_tokens_per_sender_per_day")
+    decision_seconds: float = D("limits.decision_seconds")
 
 
 @dataclass(frozen=True)
 class DigestConfig:
-    weekday: int = 0
-    time: tuple[int, int] = (8, 0)
-    timezone: str = "UTC"
+    weekday: int = weekday_numbers([D("digest.weekday")])[0]
+    time: tuple[int, int] = _clock(D("digest.time"))
+    timezone: str = D("hours.timezone")
 
 
 @dataclass(frozen=True)
 class HookConfig:
     command: tuple[str, ...]
-    timeout_seconds: float = 30.0
-    undo: str = ""
+    timeout_seconds: float = D("actions.NAME.timeout_seconds")
+    undo: str = D("actions.NAME.undo")
 
 
 @dataclass(frozen=True)
 class OrdersConfig:
     csv_file: Path | None = None
     command: tuple[str, ...] = ()
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = D("orders.timeout_seconds")
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,10 @@ class _Reader:
         self.file = str(path)
         self.problems = problems
 
+    def declared(self, section: Section, key: str, kind: type) -> Any:
+        """``section.key`` read as ``kind``, with its declared default (supportd/settings.py)."""
+        return section.take(key, kind, D(f"{section.where}.{key}"))
+
     def path_value(self, section: Section, key: str, default: str | None = None) -> Path | None:
         value = section.take(key, str, default)
         if value is None:
@@ -253,19 +269,19 @@ class _Reader:
         return None
 
     def server(self, section: Section, default_port: dict[str, int]) -> ServerConfig:
-        tls = section.take_choice("tls", TLS_MODES, "implicit")
+        tls = section.take_choice("tls", TLS_MODES, D(f"{section.where}.tls"))
         host = section.take("host", str, "", required=True)
         port = section.take("port", int, default_port[tls])
         if not 0 < port < 65536:
             section.error(section.line_of("port"), f"{section.where}.port must be 1-65535")
-        verify = section.take("verify_certificate", bool, True)
+        verify = self.declared(section, "verify_certificate", bool)
         ca_file = self.path_value(section, "ca_file")
         user = section.take("user", str)
         password = self.secret(section)
         if user and password is None:
             section.error(section.line, f"{section.where}: 'user' is set but no password_env, "
                                         "password_file or password_credential")
-        timeout = section.take("timeout_seconds", float, 30.0)
+        timeout = self.declared(section, "timeout_seconds", float)
         return ServerConfig(host=host, port=port, tls=tls, verify_certificate=verify,
                             ca_file=ca_file, user=user, password=password, timeout_seconds=timeout)
 
@@ -275,11 +291,11 @@ class _Reader:
         for key, value in (("support_address", support), ("owner_address", owner)):
             if value and "@" not in value:
                 section.error(section.line_of(key), f"shop.{key} '{value}' is not an email address")
-        name = section.take("name", str, "our shop")
+        name = self.declared(section, "name", str)
         aliases = tuple(section.take_strings("aliases"))
-        footer = section.take("contact_footer", str, "")
+        footer = self.declared(section, "contact_footer", str)
         domain = section.take("message_id_domain", str, support.rpartition("@")[2] or "localhost")
-        language = section.take("language", str, "en").strip().lower() or "en"
+        language = self.declared(section, "language", str).strip().lower() or D("shop.language")
         staff = tuple(section.take_strings("staff_addresses"))
         for address in staff:
             if "@" not in address:
@@ -294,15 +310,15 @@ class _Reader:
         server = self.server(section, {"none": 143, "starttls": 143, "implicit": 993})
         result = ImapConfig(
             server=server,
-            folder=section.take("folder", str, "INBOX"),
-            sent_folder=section.take("sent_folder", str, "Sent") or None,
-            handled_keyword=section.take("handled_keyword", str, "$SupportdHandled"),
+            folder=self.declared(section, "folder", str),
+            sent_folder=self.declared(section, "sent_folder", str) or None,
+            handled_keyword=self.declared(section, "handled_keyword", str),
             move_handled_to=section.take("move_handled_to", str),
-            quarantine_keyword=section.take("quarantine_keyword", str, "$SupportdQuarantined"),
+            quarantine_keyword=self.declared(section, "quarantine_keyword", str),
             quarantine_folder=section.take("quarantine_folder", str),
-            use_idle=section.take("idle", bool, True),
-            poll_seconds=section.take("poll_seconds", float, 60.0),
-            idle_renew_seconds=section.take("idle_renew_minutes", float, 25.0) * 60,
+            use_idle=self.declared(section, "idle", bool),
+            poll_seconds=self.declared(section, "poll_seconds", float),
+            idle_renew_seconds=self.declared(section, "idle_renew_minutes", float) * 60,
         )
         if not 1 <= result.idle_renew_seconds / 60 <= 29:
             section.error(section.line_of("idle_renew_minutes"),
@@ -317,15 +333,15 @@ class _Reader:
 
     def smtp(self, section: Section) -> SmtpConfig:
         server = self.server(section, {"none": 25, "starttls": 587, "implicit": 465})
-        connections = section.take("connections", int, 8)
+        connections = self.declared(section, "connections", int)
         if not 1 <= connections <= 32:
             section.error(section.line_of("connections"), "smtp.connections must be 1-32")
         result = SmtpConfig(
             server=server,
             connections=connections,
-            retry_first_seconds=section.take("retry_first_seconds", float, 60.0),
-            retry_hours=section.take("retry_hours", float, 48.0),
-            stuck_alert_hours=section.take("stuck_alert_hours", float, 2.0),
+            retry_first_seconds=self.declared(section, "retry_first_seconds", float),
+            retry_hours=self.declared(section, "retry_hours", float),
+            stuck_alert_hours=self.declared(section, "stuck_alert_hours", float),
         )
         section.finish()
         return result
@@ -377,12 +393,12 @@ class _Reader:
         elif raw is not None:
             section.error(section.line_of("holidays"), "hours.holidays must be a list of dates")
         result = HoursConfig(
-            timezone=self.timezone(section, "timezone", "UTC"),
-            days=self.weekdays(section, "days", (0, 1, 2, 3, 4)),
-            opens=self.clock_time(section, "open", (9, 0)),
-            closes=self.clock_time(section, "close", (17, 0)),
+            timezone=self.timezone(section, "timezone", D("hours.timezone")),
+            days=self.weekdays(section, "days", HoursConfig.days),
+            opens=self.clock_time(section, "open", HoursConfig.opens),
+            closes=self.clock_time(section, "close", HoursConfig.closes),
             holidays=frozenset(holidays),
-            answer_within_hours=section.take("answer_within_hours", float, 8.0),
+            answer_within_hours=self.declared(section, "answer_within_hours", float),
         )
         if result.closes <= result.opens:
             section.error(section.line_of("close"), "hours.close must be later than hours.open")
@@ -391,13 +407,13 @@ class _Reader:
 
     def limits(self, section: Section) -> LimitsConfig:
         result = LimitsConfig(
-            acks_per_sender_per_day=section.take("acks_per_sender_per_day", int, 10),
-            max_message_bytes=section.take("max_message_bytes", int, 25_000_000),
-            confirmation_hours=section.take("confirmation_hours", float, 72.0),
-            max_attempts=section.take("max_attempts", int, 3),
-            batch_size=section.take("batch_size", int, 50),
-            bad_tokens_per_sender_per_day=section.take("bad_tokens_per_sender_per_day", int, 5),
-            decision_seconds=section.take("decision_seconds", float, 5.0),
+            acks_per_sender_per_day=self.declared(section, "acks_per_sender_per_day", int),
+            max_message_bytes=self.declared(section, "max_message_bytes", int),
+            confirmation_hours=self.declared(section, "confirmation_hours", float),
+            max_attempts=self.declared(section, "max_attempts", int),
+            batch_size=self.declared(section, "batch_size", int),
+            bad_tokens_per_sender_per_day=self.declared(section, "bad_tokens_per_sender_per_day", int),
+            decision_seconds=self.declared(section, "decision_seconds", float),
         )
         if result.decision_seconds <= 0:
             section.error(section.line_of("decision_seconds"), "limits.decision_seconds must be more than 0")
@@ -407,10 +423,10 @@ class _Reader:
         return result
 
     def digest(self, section: Section, default_tz: str) -> DigestConfig:
-        weekday = self.weekdays(section, "weekday", (0,))
+        weekday = self.weekdays(section, "weekday", (DigestConfig.weekday,))
         result = DigestConfig(
-            weekday=weekday[0] if weekday else 0,
-            time=self.clock_time(section, "time", (8, 0)),
+            weekday=weekday[0] if weekday else DigestConfig.weekday,
+            time=self.clock_time(section, "time", DigestConfig.time),
             timezone=self.timezone(section, "timezone", default_tz),
         )
         section.finish()
@@ -420,7 +436,7 @@ class _Reader:
         result = OrdersConfig(
             csv_file=self.path_value(section, "csv"),
             command=tuple(section.take_strings("command")),
-            timeout_seconds=section.take("timeout_seconds", float, 10.0),
+            timeout_seconds=self.declared(section, "timeout_seconds", float),
         )
         if result.csv_file is not None and result.command:
             section.error(section.line, "orders: give either 'csv' or 'command', not both")
@@ -436,8 +452,8 @@ class _Reader:
                 hook.error(hook.line, f"actions.{name}: 'command' is missing (a list: [program, arg, ...])")
             hooks[name] = HookConfig(
                 command=command,
-                timeout_seconds=hook.take("timeout_seconds", float, 30.0),
-                undo=hook.take("undo", str, ""),
+                timeout_seconds=hook.take("timeout_seconds", float, D("actions.NAME.timeout_seconds")),
+                undo=hook.take("undo", str, D("actions.NAME.undo")),
             )
             hook.finish()
         return hooks
@@ -455,9 +471,9 @@ def load_config(path: Path) -> Config:
     imap = reader.imap(top.take_section("imap"))
     smtp = reader.smtp(top.take_section("smtp"))
     paths = top.take_section("paths")
-    state_dir = reader.path_value(paths, "state", "state")
-    rules_dir = reader.path_value(paths, "rules", "rules")
-    replies_dir = reader.path_value(paths, "replies", "replies")
+    state_dir = reader.path_value(paths, "state", D("paths.state"))
+    rules_dir = reader.path_value(paths, "rules", D("paths.rules"))
+    replies_dir = reader.path_value(paths, "replies", D("paths.replies"))
     reward_codes = reader.path_value(paths, "reward_codes")
     paths.finish()
     hours = reader.hours(top.take_section("hours"))

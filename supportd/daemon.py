@@ -39,9 +39,9 @@ from supportd.inbox import RECONNECT_ERRORS, LoginRefused, Mailbox
 from supportd.ledger import Ledger
 from supportd.mailer import Mailer
 from supportd.msgids import load_secret
+from supportd.ownerfiles import load_rules_and_replies
 from supportd.pipeline import PassReport, Pipeline
-from supportd.replies import Replies
-from supportd.rules import RuleSet, load_rules, rule_file_stamps
+from supportd.rules import rule_file_stamps
 from supportd.scheduler import Jobs
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-def load_rules_and_replies(config: Config) -> tuple[RuleSet, Replies]:
-    """The owner's rules and replies, checked together; raises ``InvalidFiles``."""
-    replies = Replies(config.replies_dir)
-    rules = load_rules(config.rules_dir, replies.names(), extra_confirm_actions=config.hooks)
-    intent_replies: dict[str, set[str]] = {}
-    for rule in rules.rules:
-        if rule.reply:
-            intent_replies.setdefault(rule.intent, set()).add(rule.reply)
-    problems = [p for p in replies.check(intent_replies) if "avoid '" not in p.message]
-    if problems:
-        raise InvalidFiles(problems)
-    # the FAQ's answers are our words too: pasted back in a reply, they are not the customer's
-    replies.more_of_our_text = [entry.answer for entry in rules.faq.entries if entry.answer]
-    return rules, replies
 
 
 def tell_owner_directly(config: Config, cause: str, details: str) -> bool:

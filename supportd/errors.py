@@ -12,6 +12,7 @@ class Problem:
     file: str
     line: int
     message: str
+    warning: bool = False  # advice (e.g. a phrase to avoid): shown by ``check``, never stops supportd
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"

@@ -336,8 +336,3 @@ def robot_signs(msg: Inbound, settings: GuardSettings) -> list[Verdict]:
     """The findings that mark the sender as a robot, whatever address the mail was sent to."""
     return [v for v in findings(msg, settings) if v.check not in MAILBOX_CHECKS]
 
-
-def is_machine_mail(msg: Inbound, settings: GuardSettings) -> bool:
-    """Mail from a robot (bounce, auto-reply, list): never a customer, never a confirmation."""
-    verdict = check(msg, settings)
-    return not verdict.reply_allowed and verdict.check not in MAILBOX_CHECKS

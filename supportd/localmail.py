@@ -527,12 +527,6 @@ class Dovecot(_LocalServer):
                 f"unknown mail user {user!r}; known: {sorted(self.users)}"
             ) from None
 
-    def client_ssl_context(self) -> ssl.SSLContext:
-        """A client context that trusts only this server's self-signed certificate."""
-        if self.ca_file is None:
-            raise LocalMailError("this Dovecot has no TLS listener (create it with tls=True)")
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
     def connect(self, user: MailUser | str, timeout: float = IMAP_TIMEOUT) -> IMAPClient:
         """A logged-in IMAPClient on the plain loopback port (close it with ``logout()``)."""
         account = self.user(user)

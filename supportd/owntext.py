@@ -27,7 +27,7 @@ With ``OurText`` (the fixed text of supportd's templates) any line made only of 
 phrases is dropped too, however it was quoted: the second line of defence.
 
 ``html_to_text`` turns HTML-only mail into text and drops quoted history on the way (see
-``_QUOTE_CLASS_WORDS`` and friends). ``sentences`` splits own words for classification.
+``_QUOTE_CLASS_WORDS`` and friends).
 """
 
 from __future__ import annotations
@@ -645,58 +645,3 @@ def _defused_markup(html: str) -> str:
 def _tidy_html_text(text: str) -> str:
     lines = [" ".join(line.split()) for line in text.split("\n")]
     return _tidy(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# sentences
-# ---------------------------------------------------------------------------------------------
-
-# Only at the first mark of a run, and possessive, so long runs of dots stay linear-time.
-_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"')\]»”’]*+(?=\s|$)")
-_ABBREVIATIONS = frozenset(
-    {"e.g.", "i.e.", "mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "approx.", "ca.",
-     "z.b.", "u.a.", "bzw.", "d.h."}
-)
-# Abbreviations that only count as such before a number: "No. 123", but "I said no. Then".
-_NUMBER_ABBREVIATIONS = frozenset({"no.", "nr.", "art.", "tel.", "ref."})
-_LONGEST_ABBREVIATION = 10
-
-
-def sentences(text: str) -> list[str]:
-    """Split text into sentences, keeping each one's final punctuation ("...cancel?")."""
-    result: list[str] = []
-    for line in text.splitlines():
-        if line and not line.isspace():
-            result.extend(_line_sentences(line))
-    return result
-
-
-def _line_sentences(line: str) -> list[str]:
-    found: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(line):
-        if _is_abbreviation(line, start, match):
-            continue
-        found.append(line[start : match.end()])
-        start = match.end()
-    found.append(line[start:])
-    return [sentence.strip() for sentence in found if sentence.strip()]
-
-
-def _is_abbreviation(line: str, start: int, match: re.Match[str]) -> bool:
-    """Whether a full stop ends an abbreviation or initial rather than a sentence."""
-    if match.group(0) != ".":
-        return False
-    window_start = max(start, match.start() - _LONGEST_ABBREVIATION)
-    word = line[window_start : match.end()].split()[-1].lstrip("([{\"'")
-    lowered = word.lower()
-    if lowered in _ABBREVIATIONS:
-        return True
-    if len(word) == 2 and word[0].isupper():
-        return True  # an initial: "J. Smith"
-    return lowered in _NUMBER_ABBREVIATIONS and _number_follows(line, match.end())
-
-
-def _number_follows(line: str, position: int) -> bool:
-    rest = line[position : position + 20].lstrip()
-    return bool(rest) and (rest[0].isdigit() or rest[0] == "#")

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportd import digest, faults, outbox, owner, pending, tickets
+from supportd import faults, outbox, owner, pending, tickets, unanswered
 from supportd.actions import Plan, apply_plan, plan_message
 from supportd.budget import DecisionTimeout, decision_budget
 from supportd.clock import iso, parse_iso
@@ -460,11 +460,11 @@ def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "angry": plan.decision.angry,
         "thread": "new" if plan.new_ticket else "follow-up" if plan.join_ticket else None,
         # for the digest's "words shared by mail no rule understood" (only such mail keeps any words)
-        "keywords": (digest.keywords(f"{plan.msg.topic}\n{plan.msg.own_text}")
+        "keywords": (unanswered.keywords(f"{plan.msg.topic}\n{plan.msg.own_text}")
                      if plan.new_ticket and not plan.decision.matched_rules else []),
         "faq": plan.faq, "faq_unhelpful": plan.faq_unhelpful,
         # for the digest's "questions no FAQ entry answers": the question of mail nothing understood
-        "question": (digest.question_of(plan.msg.own_text, plan.msg.topic)
+        "question": (unanswered.question_of(plan.msg.own_text, plan.msg.topic)
                      if plan.new_ticket and not plan.decision.matched_rules and plan.decision.faq is None else ""),
     }
 

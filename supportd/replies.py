@@ -213,7 +213,7 @@ class Replies:
         for phrase in PHRASES_TO_AVOID:
             for match in re.finditer(re.escape(phrase), lowered):
                 problems.append(Problem(shown, lowered.count("\n", 0, match.start()) + 1,
-                                        f"avoid '{phrase}': say what you will do and when"))
+                                        f"avoid '{phrase}': say what you will do and when", warning=True))
         in_language_folder = path.parent.parent == self.folder and bool(LANGUAGE_CODE.match(path.parent.name))
         customer_facing = (not path.stem.startswith((OWNER_PREFIX, "_"))) and (
             path.parent == self.folder or in_language_folder)

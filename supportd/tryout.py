@@ -20,9 +20,9 @@ from supportd.budget import DecisionTimeout, decision_budget
 from supportd.clock import SystemClock
 from supportd.config import Config
 from supportd.context import Context
-from supportd.daemon import load_rules_and_replies
 from supportd.ledger import Ledger
 from supportd.message import parse
+from supportd.ownerfiles import load_rules_and_replies
 
 EMPTY_ANSWER: dict[str, Any] = {
     "primary_intent": None, "intents": [], "explicit_request": None, "auto_reply": False,

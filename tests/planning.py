@@ -15,9 +15,9 @@ from supportd.actions import Plan, plan_message
 from supportd.clock import Clock, FakeClock
 from supportd.config import Config, offline_config
 from supportd.context import Context
-from supportd.daemon import load_rules_and_replies
 from supportd.ledger import Ledger
 from supportd.message import Inbound
+from supportd.ownerfiles import load_rules_and_replies
 from supportd.replies import Replies
 from supportd.rules import RuleSet
 

@@ -113,3 +113,11 @@ def test_demo_shows_decisions_and_the_replies_customers_received() -> None:
     assert "shop hook ran for: ['supportd-c" in out
     assert "Traceback" not in out + result.stderr  # nothing that looks like a failure when none happened
     assert "We accept PayPal, Visa, Mastercard and bank transfer" in out  # an FAQ answered at once
+
+
+def test_offline_try_loads_neither_the_daemon_nor_imap_nor_the_scheduler() -> None:
+    """`supportd try` reads the rules without the daemon: no IMAP client, no scheduler, no daemon module."""
+    probe = ("import sys, supportd.cli, supportd.tryout; print(sorted(m for m in sys.modules if m in "
+             "('supportd.daemon', 'supportd.inbox', 'supportd.scheduler', 'imapclient', 'schedule')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +13,9 @@ import pytest
 
 from supportd.config import load_config
 from supportd.errors import InvalidFiles
+from supportd.settings import BY_NAME, SETTINGS, default
+
+from conftest import REPO
 
 GOOD = """\
 shop:
@@ -115,3 +120,57 @@ def test_check_command_prints_file_line_problems_and_exits_2(tmp_path: Path) -> 
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert f"{path}:11: smtp.tls is 'sometimes'" in result.stdout + result.stderr
+
+
+def readme_settings() -> dict[str, str | None]:
+    """The README's configuration table: ``section.key`` -> the default it shows (None where it shows none)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("| section | key (default) | meaning |", 1)[1].split("\n\n", 1)[0]
+    shown: dict[str, str | None] = {}
+    section = ""
+    for row in table.splitlines()[2:]:
+        cells = row.split(" | ")
+        section = cells[0].strip("| `") or section
+        keys = cells[1].replace("`NAME`:", "").strip()
+        prefix = f"{section}.NAME." if section == "actions" else f"{section}."
+        for key, value in re.findall(r"`(\w+)`(?: \(`([^`]*)`\))?", keys):
+            shown[prefix + key] = value or None
+    return shown
+
+
+def shown(value: object) -> str:
+    """A default as the README writes it: `60`, `true`, `[]`, `""`, `our shop`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value) if value != "" else '""'
+
+
+def test_readme_configuration_table_matches_the_declared_settings() -> None:
+    """The README lists every setting supportd reads, with the default it really has, and no other."""
+    table = readme_settings()
+    assert sorted(set(table) ^ set(BY_NAME)) == []
+    for name, setting in BY_NAME.items():
+        assert table[name] == (None if setting.default is None else shown(setting.default)), name
+
+
+# Values for the settings that have no default, where any text would not do.
+UNDEFAULTED = {"imap.port": 993, "smtp.port": 587, "digest.timezone": "Europe/Berlin", "shop.message_id_domain":
+               "shop.example", "shop.support_address": "support@shop.example", "shop.owner_address": "o@shop.example"}
+
+
+def test_every_declared_setting_is_read(tmp_path: Path) -> None:
+    """A config that sets every declared key is accepted: no declaration without a reader behind it."""
+    lines = []
+    for section in dict.fromkeys(s.section for s in SETTINGS if s.section != "actions"):
+        lines.append(f"{section}:")
+        for setting in (s for s in SETTINGS if s.section == section):
+            if setting.key in ("password_env", "password_file", "csv"):
+                continue  # one password source, one order source
+            value = setting.default if setting.default is not None else UNDEFAULTED.get(setting.name, "Folder")
+            lines.append(f"  {setting.key}: {json.dumps(value)}")
+    loaded = load_config(write(tmp_path, "\n".join(lines) + "\n"))
+    assert loaded.imap.poll_seconds == default("imap.poll_seconds") and loaded.hours.days == (0, 1, 2, 3, 4)

@@ -19,9 +19,9 @@ import pytest
 
 from supportd import cli
 from supportd.clock import FakeClock
-from supportd.digest import keywords
 from supportd.owner import human_duration
 from supportd.resolve import resolve_ticket
+from supportd.unanswered import keywords
 
 from conftest import OWNER, World, mail
 

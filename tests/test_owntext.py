@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supportd.charsets import decode_bytes
-from supportd.owntext import OurText, html_to_text, own_words, sentences
+from supportd.owntext import OurText, html_to_text, own_words
 from supportd.quality.owntext import CASES, TARGET, measure, per_suite, read_cases
 
 from conftest import corpus_file, need_corpus_file
@@ -576,48 +576,6 @@ def test_real_gmail_html_forward_is_dropped() -> None:
     assert html_to_text(html) == ""
 
 
-# --- sentences --------------------------------------------------------------------------------
-
-
-def test_sentences_keep_question_marks() -> None:
-    """'What happens if I cancel?' stays one sentence with its question mark."""
-    text = "Hi there. What happens if I cancel? I don't want to lose my points!"
-    assert sentences(text) == [
-        "Hi there.",
-        "What happens if I cancel?",
-        "I don't want to lose my points!",
-    ]
-
-
-def test_sentences_split_on_line_breaks() -> None:
-    """Lines without punctuation ('Hi Anna', a name) are sentences of their own."""
-    assert sentences("Hi Anna\nthe mug is broken\n\nplease refund") == [
-        "Hi Anna",
-        "the mug is broken",
-        "please refund",
-    ]
-
-
-def test_sentences_do_not_split_abbreviations_and_numbers() -> None:
-    """'e.g.', 'i.e.', 'Mr.', 'No. 123', prices like 12.50 and 'A.123' do not end a sentence."""
-    text = (
-        "Mr. Smith ordered e.g. a mug, i.e. item No. 123 for 12.50 EUR. "
-        "Order A.123 is late. Where is it?"
-    )
-    assert sentences(text) == [
-        "Mr. Smith ordered e.g. a mug, i.e. item No. 123 for 12.50 EUR.",
-        "Order A.123 is late.",
-        "Where is it?",
-    ]
-
-
-def test_sentences_handle_ellipses_and_empty_text() -> None:
-    """An ellipsis ends a sentence; empty or blank text gives no sentences."""
-    assert sentences("Well... I guess so.") == ["Well...", "I guess so."]
-    assert sentences("") == []
-    assert sentences("  \n\t\n") == []
-
-
 # --- properties -------------------------------------------------------------------------------
 
 _MAIL_LINES = st.sampled_from(
@@ -678,9 +636,3 @@ def test_html_to_text_never_raises(html: str) -> None:
     """Any HTML, however broken, gives a string and no exception."""
     assert isinstance(html_to_text(html), str)
 
-
-@settings(max_examples=200, deadline=None)
-@given(st.text())
-def test_sentences_never_raise_and_keep_the_words(text: str) -> None:
-    """Splitting into sentences drops only whitespace: the words all come back in order."""
-    assert "".join("".join(sentences(text)).split()) == "".join(text.split())
