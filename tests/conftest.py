@@ -13,6 +13,7 @@ import email.utils
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -39,6 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 SUPPORT = LOCAL_SUPPORT
 OWNER = LOCAL_OWNER
+# The fault soak's repetitions (tests/test_faults.py): full with SUPPORTD_SOAK=1 (CI), fewer otherwise.
+SOAK = os.environ.get("SUPPORTD_SOAK", "") not in ("", "0")
+FAULT_STATS: Counter[str] = Counter()  # filled by tests/test_faults.py, printed at the end
 
 
 def corpus_missing(what: str) -> None:
@@ -208,10 +212,39 @@ def world(short_tmp: Path) -> Iterator[World]:
         dovecot.stop()
 
 
+def fault_summary(stats: Counter[str]) -> list[str]:
+    """The fault-injection counts of tests/test_faults.py, as printed at the end of the session."""
+    lines = []
+    if stats["messages"]:
+        lines.append(
+            f"fault injection ({'full soak' if SOAK else 'quick; SUPPORTD_SOAK=1 for the full soak'}, "
+            f"seed {stats['seed']}): {stats['trials']} kill trials, {stats['kills']} SIGKILLs at crash "
+            f"points, {stats['timed_kills']} SIGKILLs at random times, {stats['messages']} customer messages, "
+            f"{stats['lost']} lost, {stats['duplicates']} acknowledged twice, {stats['deleted']} deleted")
+    if stats["corpus"]:
+        lines.append(
+            f"corpus through the pipeline: {stats['corpus']} messages, {stats['corpus_quarantined']} quarantined, "
+            f"{stats['corpus_refused']} refused by IMAP itself, 0 lost, 0 crashes")
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist (./test.sh), a worker hands its fault counts to the main process."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_stats"] = dict(FAULT_STATS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: add a finished worker's fault counts to this process's."""
+    stats = getattr(node, "workeroutput", {}).get("fault_stats", {})
+    seed = stats.pop("seed", 0)
+    FAULT_STATS.update(stats)
+    FAULT_STATS["seed"] = seed or FAULT_STATS["seed"]
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the fault-injection counts (trials, kills, lost, duplicates) after the tests."""
-    import sys
-
-    faults = sys.modules.get("test_faults")
-    for line in getattr(faults, "fault_summary", list)():
+    for line in fault_summary(FAULT_STATS):
         terminalreporter.write_line(line)

@@ -28,10 +28,11 @@ import pytest
 
 from supportd.localmail import MailUser, write_supportd_config
 
-from conftest import OWNER, World, mail
+from conftest import FAULT_STATS as STATS
+from conftest import OWNER, SOAK, World, mail
 
 SEED = int(os.environ.get("SUPPORTD_FAULT_SEED", "20261123"))
-SOAK = os.environ.get("SUPPORTD_SOAK", "") not in ("", "0")
+STATS["seed"] = SEED  # shown in the summary (conftest.fault_summary)
 TRIALS = int(os.environ.get("SUPPORTD_FAULT_TRIALS", "30" if SOAK else "3"))
 TIMED_KILLS = 8 if SOAK else 3
 CORPUS_EVERY = 1 if SOAK else 8  # every Nth corpus file through the pipeline
@@ -45,25 +46,6 @@ CRASH_POINTS = ("claimed", "fetched", "deciding", "decided", "staged", "released
 # kills land before, during and after folds (supportd.ledger.FOLD_AT).
 FOLD_ENV = {"SUPPORTD_FOLD_TICKETS": "3"}
 WAIT = 30.0
-
-STATS: Counter[str] = Counter()
-
-
-def fault_summary() -> list[str]:
-    """Printed by conftest at the end of the session."""
-    lines = []
-    if STATS["messages"]:
-        lines.append(
-            f"fault injection ({'full soak' if SOAK else 'quick; SUPPORTD_SOAK=1 for the full soak'}, seed {SEED}): "
-            f"{STATS['trials']} kill trials, {STATS['kills']} SIGKILLs at crash "
-            f"points, {STATS['timed_kills']} SIGKILLs at random times, {STATS['messages']} customer messages, "
-            f"{STATS['lost']} lost, {STATS['duplicates']} acknowledged twice, {STATS['deleted']} deleted")
-    if STATS["corpus"]:
-        lines.append(
-            f"corpus through the pipeline: {STATS['corpus']} messages, {STATS['corpus_quarantined']} quarantined, "
-            f"{STATS['corpus_refused']} refused by IMAP itself, 0 lost, 0 crashes")
-    return lines
-
 
 @dataclass
 class Mailbox:
