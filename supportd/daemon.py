@@ -139,7 +139,7 @@ class Daemon:
             self.pipeline.look_at_sent()  # a reply the owner sent meanwhile is no overdue ticket
             self.jobs.run_all()
             report = self.pipeline.run_pass()
-            if self.ctx.ledger.find("outbox", state="queued"):
+            if self.ctx.ledger.find("outbox", state=outbox.QUEUED):
                 report.sent += self.pipeline.run_pass().sent  # mail queued by the jobs
             return report
         finally:

@@ -26,12 +26,12 @@ import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
 
-from supportd import tickets
+from supportd import pending, tickets
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
-from supportd.ledger import Doc
+from supportd.ledger import DONE, QUARANTINED, Doc
 from supportd.msgids import make_message_id
-from supportd.outbox import Outgoing, queue
+from supportd.outbox import FAILED, PENDING_STATES, Outgoing, queue
 from supportd.owner import CAUSES, human_duration, human_moment
 from supportd.replies import Rendered, build_email
 from supportd.tickets import STALE_DAYS, open_tickets
@@ -186,9 +186,9 @@ def send_if_due(ctx: Context) -> Outgoing | None:
 def message_kind(record: Doc) -> str:
     """What a finished message was: 'new', 'follow-up', 'confirmation', 'held', 'shop' (from the owner or
     staff: a reply on a ticket or a command), 'quarantined' or 'other'."""
-    if record.get("state") == "quarantined":
+    if record.get("state") == QUARANTINED:
         return "quarantined"
-    if record.get("state") != "done" or "primary_intent" not in record:
+    if record.get("state") != DONE or "primary_intent" not in record:
         return "other"  # vanished, or answered before a state recovery
     skip = str(record.get("skip_reason") or "")
     if skip.startswith("shop:"):
@@ -223,7 +223,7 @@ def gather(ctx: Context, week: Week) -> DigestFacts:
             answered_after = (parse_iso(sent_at) - parse_iso(message["received"])).total_seconds()
             facts.ack_seconds.append(max(0.0, answered_after) + float(message.get("waited", 0.0)))
     facts.alerts_unsent += sum(1 for e in ctx.ledger.find("outbox") if e.get("kind") == "owner"
-                               and e.get("state") in ("queued", "retry"))
+                               and e.get("state") in PENDING_STATES)
     facts.open_tickets = open_tickets(ctx)
     shared = [(word, n) for word, n in shared_words.items() if n > 1]
     facts.unmatched_words = sorted(shared, key=lambda item: (-item[1], item[0]))[:8]
@@ -284,24 +284,24 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
             first_reply[key] = record["sent_at"]
     elif kind == "pending":
         outcome = record.get("outcome")
-        if outcome == "done":
+        if outcome == pending.DONE:
             facts.confirmed += 1
             action = ACTION_NAMES.get(record.get("action", ""), str(record.get("action")))
             if record.get("by_hand"):
                 facts.by_hand += 1
                 action += " (handed to you: no hook is configured for it)"
             facts.actions_done[action] += 1
-        elif outcome == "failed":
+        elif outcome == pending.FAILED:
             facts.confirmed += 1
             facts.failed += 1
-        elif outcome == "refused":
+        elif outcome == pending.REFUSED:
             facts.refused += 1
-        elif outcome == "expired":
+        elif outcome == pending.EXPIRED:
             facts.expired += 1
     elif kind == "escalation":
         facts.escalations[str(record.get("cause", "?"))] += 1
         facts.alert_mails.add((str(record.get("at")), str(record.get("id", "")).partition(":")[2]))
-    elif kind == "reply" and record.get("kind") == "owner" and record.get("state") == "failed":
+    elif kind == "reply" and record.get("kind") == "owner" and record.get("state") == FAILED:
         facts.alerts_unsent += 1
     elif kind == "ticket":
         if record.get("outcome") == "resolved":

@@ -21,7 +21,8 @@ import orjson
 
 from supportd.clock import iso, parse_iso
 from supportd.errors import StateError
-from supportd.ledger import STATE_FILE, History, atomic_write, read_state_file
+from supportd.ledger import QUARANTINED, STATE_FILE, History, atomic_write, read_state_file
+from supportd.outbox import UNSENT_STATES
 
 HEALTH_FILE = "health.json"
 REFRESH_SECONDS = 30.0
@@ -111,7 +112,7 @@ def gather(state_dir: Path, daemon_pid: int | None, now: dt.datetime) -> dict[st
     else:
         report.update(started=None, ready=False, last_imap_contact=None, last_smtp_contact=None, imap_problem=None,
                       smtp_problem=None, last_error=None, last_error_at=None, status_line=None)
-    outbox = [e for e in _rows(state, "outbox") if e.get("state") in ("queued", "retry", "committing")]
+    outbox = [e for e in _rows(state, "outbox") if e.get("state") in UNSENT_STATES]
     oldest = min((e["created"] for e in outbox if e.get("created")), default=None)
     report["queued_replies"] = len(outbox)
     report["oldest_queued"] = oldest
@@ -137,7 +138,7 @@ def quarantined_count(state_dir: Path, now: dt.datetime, days: int = 30) -> int:
     """Messages set aside in the last ``days`` days (from the history)."""
     since = now - dt.timedelta(days=days)
     return sum(1 for r in History(state_dir / "history").read(since)
-               if r.get("type") == "message" and r.get("state") == "quarantined")
+               if r.get("type") == "message" and r.get("state") == QUARANTINED)
 
 
 def render(report: dict[str, Any]) -> list[str]:

@@ -46,6 +46,9 @@ from supportd.clock import Clock, iso
 from supportd.errors import StateError
 
 STATE_FILE = "state.json"
+# The states a message record goes through (``supportd.pipeline``): claimed before it is parsed, decided,
+# done once its replies are sent; quarantined after too many failures; vanished when the server lost it.
+CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED = "claimed", "decided", "done", "quarantined", "vanished"
 TICKETS_BASE = "tickets.{}.jsonl"
 # A commit folds the tickets into a new base file once more than this many changed since the last
 # fold: a commit then writes at most FOLD_AT tickets, and a fold of 10,000 (4 MB, ~25 ms) comes

@@ -42,6 +42,7 @@ from supportd.replies import build_email
 log = logging.getLogger(__name__)
 QUEUED, COMMITTING, RETRY, FAILED = "queued", "committing", "retry", "failed"
 PENDING_STATES = (QUEUED, RETRY)
+UNSENT_STATES = (QUEUED, RETRY, COMMITTING)  # then SENT (supportd.mailer) or FAILED
 MAX_RETRY_SECONDS = 3600
 # A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
 UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")

@@ -41,13 +41,12 @@ from supportd.budget import DecisionTimeout, decision_budget
 from supportd.clock import iso, parse_iso
 from supportd.context import Context
 from supportd.inbox import Mailbox, Stored
-from supportd.ledger import Doc, Ledger
-from supportd.mailer import Mailer
+from supportd.ledger import CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED, Doc, Ledger
+from supportd.mailer import SENT, Mailer  # SENT: a reply's outbox state once the server took it
 from supportd.message import Inbound, message_id_of, parse
 from supportd.msgids import read_message_id
 
 log = logging.getLogger(__name__)
-CLAIMED, DECIDED, DONE, QUARANTINED = "claimed", "decided", "done", "quarantined"
 
 
 @dataclass
@@ -296,7 +295,7 @@ class Pipeline:
     def _forget_vanished(self, record: Doc) -> None:
         """The owner moved or deleted the message before we fetched it: nothing to answer."""
         log.info("message %s is no longer in the folder; skipped", record["key"])
-        self.ledger.record("message", record["key"], state="vanished", attempts=record["attempts"])
+        self.ledger.record("message", record["key"], state=VANISHED, attempts=record["attempts"])
         self.ledger.remove("messages", "key", [record["key"]])
 
     def _quarantine(self, records: list[Doc], reason: str, report: PassReport) -> None:
@@ -331,7 +330,7 @@ class Pipeline:
         log.debug("%d replies due to send", len(entries))
         if entries:
             results = outbox.send(self.ctx, self.mailer, entries)
-            report.sent += sum(1 for r in results if r.status == "sent")
+            report.sent += sum(1 for r in results if r.status == SENT)
 
     def _finish(self) -> None:
         """Copy sent replies to Sent, mark finished messages on the server, move both to the history."""
@@ -369,12 +368,12 @@ class Pipeline:
                 continue
             if entry["state"] == outbox.FAILED:
                 continue
-            if entry["state"] != "sent" or not entry["copied"]:
+            if entry["state"] != SENT or not entry["copied"]:
                 return False
         return True
 
     def _copy_sent(self) -> None:
-        uncopied = [e for e in self.ledger.find("outbox", state="sent") if not e["copied"]]
+        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
         if not uncopied:
             return
         self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
@@ -388,7 +387,7 @@ class Pipeline:
         True when one of them was a confirmation request, whose text held a confirmation code.
         """
         finished = [e for e in self.ledger.find("outbox")
-                    if (e["state"] == "sent" and e["copied"]) or e["state"] == outbox.FAILED]
+                    if (e["state"] == SENT and e["copied"]) or e["state"] == outbox.FAILED]
         for entry in finished:
             if entry["state"] == outbox.FAILED:
                 self._report_failed_reply(entry)
@@ -420,9 +419,9 @@ class Pipeline:
             waiting = [e for e in self.ledger.find("outbox") if e["state"] in outbox.PENDING_STATES]
             found = self.mailbox.sent_has(e["id"] for e in waiting)
             for message_id in found:
-                self.ledger.patch("outbox", "id", message_id, state="sent", copied=True,
+                self.ledger.patch("outbox", "id", message_id, state=SENT, copied=True,
                                   last_error="found in Sent after a recovery")
-        uncopied = [e for e in self.ledger.find("outbox", state="sent") if not e["copied"]]
+        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
         if uncopied:
             already = self.mailbox.sent_has(e["id"] for e in uncopied)
             for entry in uncopied:
