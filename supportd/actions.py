@@ -41,7 +41,7 @@ from supportd.language import detect_language
 from supportd.ledger import Doc
 from supportd.message import Address, Inbound
 from supportd.msgids import read_message_id
-from supportd.outbox import Outgoing, compose, queue
+from supportd.outbox import Answering, Outgoing, compose, queue
 from supportd.owntext import own_words
 from supportd.replies import first_name, reply_subject
 from supportd.rules import Decision
@@ -277,8 +277,7 @@ def _reply(ctx: Context, plan: Plan, *, kind: str, template: str, values: dict[s
     return compose(
         ctx, kind=kind, template=template, values=values, to=to.email, to_name=to.name,
         subject=reply_subject(topic, ticket), ref=ref or str(ticket), basis=basis,
-        in_reply_to=msg.message_id, references=(*msg.references, msg.message_id),
-        for_key=plan.key, ticket=ticket, about=msg.fingerprint,
+        answering=Answering.message(msg), for_key=plan.key, ticket=ticket,
     )
 
 
@@ -493,9 +492,8 @@ def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, A
     mail = compose(
         ctx, kind="confirm", template="confirm", values=confirm_values, to=sender.email,
         to_name=sender.name, subject=reply_subject(plan.msg.topic, number, f"[confirm: {token}]"),
-        ref=pending_id, basis=plan.msg.fingerprint, in_reply_to=plan.msg.message_id,
-        references=(*plan.msg.references, plan.msg.message_id), for_key=plan.key, ticket=number,
-        about=plan.msg.fingerprint,
+        ref=pending_id, basis=plan.msg.fingerprint, answering=Answering.message(plan.msg), for_key=plan.key,
+        ticket=number,
     )
     plan.mails.append(mail)
     plan.counts_as_ack = True
@@ -657,9 +655,8 @@ def _plan_bad_token(ctx: Context, plan: Plan, held: Doc | None, why: str) -> Non
     plan.mails.append(compose(
         ctx, kind="expired", template="confirm_expired", values=values, to=sender.email,
         to_name=sender.name, subject=reply_subject(topic, held["ticket"] if held else None), ref=ref,
-        basis=f"{plan.msg.fingerprint}:{why}", in_reply_to=plan.msg.message_id,
-        references=(*plan.msg.references, plan.msg.message_id), for_key=plan.key,
-        ticket=held["ticket"] if held else None, about=plan.msg.fingerprint,
+        basis=f"{plan.msg.fingerprint}:{why}", answering=Answering.message(plan.msg), for_key=plan.key,
+        ticket=held["ticket"] if held else None,
     ))
     plan.outcome = ("told the customer the confirmation had expired" if held
                     else "told the customer the confirmation code is unknown or expired")

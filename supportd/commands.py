@@ -25,7 +25,7 @@ from supportd.context import Context
 from supportd.ledger import Doc
 from supportd.message import Inbound
 from supportd.msgids import read_message_id
-from supportd.outbox import Outgoing, compose
+from supportd.outbox import Answering, Outgoing, compose
 from supportd.replies import reply_subject
 
 DONE = re.compile(r"^(done|resolved|closed?|close it|fixed|sorted|solved|handled|answered|erledigt|"
@@ -146,8 +146,8 @@ def _answer(ctx: Context, msg: Inbound, plan: CommandPlan, key: str | None) -> O
         values={"result": plan.result, "words": plan.command.words, "ticket": plan.ticket,
                 "understood": plan.command.verb != "unknown", "help": HELP},
         to=msg.sender.email, to_name=msg.sender.name, subject=reply_subject(msg.topic, None),
-        ref=str(plan.ticket or 0), basis=f"command:{msg.fingerprint}", in_reply_to=msg.message_id,
-        references=(*msg.references, msg.message_id), for_key=key, ticket=plan.ticket,
+        ref=str(plan.ticket or 0), basis=f"command:{msg.fingerprint}",
+        answering=Answering.message(msg, mark_answered=False), for_key=key, ticket=plan.ticket,
         auto_submitted="auto-replied",
     )
 

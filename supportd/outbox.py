@@ -36,6 +36,7 @@ from supportd.context import Context
 from supportd.identity import display_name_for_reply
 from supportd.ledger import Doc
 from supportd.mailer import LOGIN, PERMANENT, SENT, Envelope, Mailer, Result
+from supportd.message import Inbound
 from supportd.msgids import make_message_id
 from supportd.replies import build_email
 
@@ -46,6 +47,31 @@ UNSENT_STATES = (QUEUED, RETRY, COMMITTING)  # then SENT (supportd.mailer) or FA
 MAX_RETRY_SECONDS = 3600
 # A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
 UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")
+
+
+@dataclass(frozen=True)
+class Answering:
+    """The message a mail answers (as aiosmtpd's Envelope carries a message's addressing): its thread
+    headers, and the fingerprint whose hash goes into ``X-Supportd-Ref`` so that after a state recovery
+    the Sent folder tells what was answered. ``NOTHING`` for mail that answers no message."""
+
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    about: str = ""
+
+    @classmethod
+    def message(cls, msg: Inbound, *, mark_answered: bool = True) -> Answering:
+        """A reply to ``msg``; ``mark_answered=False`` for mail that does not answer the customer's request."""
+        return cls(msg.message_id, (*msg.references, msg.message_id), msg.fingerprint if mark_answered else "")
+
+    @classmethod
+    def thread(cls, thread: Iterable[str]) -> Answering:
+        """A follow-up in a ticket's thread of Message-IDs (the last one is answered)."""
+        ids = tuple(thread)
+        return cls(ids[-1] if ids else "", ids)
+
+
+NOTHING = Answering()
 
 
 @dataclass(frozen=True)
@@ -76,29 +102,26 @@ def compose(
     subject: str,
     ref: str,
     basis: str,
-    in_reply_to: str = "",
-    references: Iterable[str] = (),
+    answering: Answering = NOTHING,
     for_key: str | None = None,
     ticket: int | None = None,
     auto_submitted: str = "auto-replied",
-    about: str = "",
 ) -> Outgoing:
     """Render ``template`` and build the email; the Message-ID follows from (kind, ref, basis).
 
-    ``about`` is the fingerprint of the customer message this mail answers: its hash goes into
-    ``X-Supportd-Ref``, so after a state recovery the Sent folder tells what was answered.
+    ``answering`` is the message this mail answers (thread headers and ``X-Supportd-Ref``).
     """
     shop = ctx.config.shop
     base_values = {"shop": shop.name, "footer": shop.contact_footer}
     rendered = ctx.replies.render(template, {**base_values, **values})
     message_id = make_message_id(ctx.secret, kind, ref, basis, shop.message_id_domain)
     headers = {"X-Supportd-Ticket": str(ticket)} if ticket else {}
-    if about:
-        headers["X-Supportd-Ref"] = reference_of(about)
+    if answering.about:
+        headers["X-Supportd-Ref"] = reference_of(answering.about)
     msg = build_email(
         sender_name=shop.name, sender=shop.support_address, to_name=display_name_for_reply(to_name), to=to,
         subject=subject,
-        rendered=rendered, message_id=message_id, in_reply_to=in_reply_to, references=references,
+        rendered=rendered, message_id=message_id, in_reply_to=answering.in_reply_to, references=answering.references,
         auto_submitted=auto_submitted, extra_headers=headers, date=ctx.local_now(),
     )
     raw = msg.as_bytes() if to.isascii() else msg.as_bytes(policy=UTF8_HEADERS)

@@ -239,7 +239,7 @@ def perform_confirmed(ctx: Context) -> int:
 
 def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
     from supportd import hours
-    from supportd.outbox import compose
+    from supportd.outbox import Answering, compose
     from supportd.replies import first_name, reply_subject
 
     ticket = tickets.lookup(ctx, held["ticket"]) or {"subject": "", "thread": [], "name": ""}
@@ -258,7 +258,7 @@ def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
     return compose(
         ctx, kind=kind, template=template, values=values, to=held["address"], to_name=ticket.get("name", ""),
         subject=reply_subject(ticket.get("subject", ""), held["ticket"]), ref=str(held["ticket"]),
-        basis=f"{held['id']}:{kind}", in_reply_to=thread[-1] if thread else "", references=thread,
+        basis=f"{held['id']}:{kind}", answering=Answering.thread(thread),
         ticket=held["ticket"],
     )
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from supportd import hours, tickets
 from supportd.context import Context
-from supportd.outbox import compose, queue
+from supportd.outbox import Answering, compose, queue
 from supportd.replies import first_name, reply_subject
 
 
@@ -41,7 +41,7 @@ def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: 
     queue(ctx, compose(
         ctx, kind="resolved", template="resolved", values=values, to=ticket["customer"],
         to_name=ticket.get("name", ""), subject=reply_subject(ticket["subject"], number), ref=str(number),
-        basis=f"resolved:{reopened}", in_reply_to=thread[-1] if thread else "", references=thread,
+        basis=f"resolved:{reopened}", answering=Answering.thread(thread),
         ticket=number, auto_submitted="no",
     ))
     return Resolution(True, f"closed ticket {number}; told {ticket['customer']} it is sorted")
