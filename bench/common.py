@@ -1,6 +1,6 @@
 """What the benchmarks share: real mail servers on loopback, a config for them, customer mail, timing.
 
-Every benchmark runs against a real Dovecot and a real aiosmtpd (``supportd.localmail``), with all
+Every benchmark runs against a real Dovecot and a real aiosmtpd (``supportd_testing.localmail``), with all
 state in one temp folder that is removed afterwards. supportd itself runs as a subprocess
 (``supportd run`` / ``supportd once``) wherever the figure is about the process a shop runs.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from supportd import __version__
-from supportd.localmail import (
+from supportd_testing.localmail import (
     LOCAL_OWNER,
     LOCAL_SUPPORT,
     Dovecot,

@@ -23,9 +23,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import print_json
-from supportd import guard
-from supportd.config import offline_config
-from supportd.message import Inbound, parse
+from supportd.base.config import offline_config
+from supportd.decide import guard
+from supportd.intake.message import Inbound, parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 ROBOT_LABELS = ("bounce", "auto-reply", "list", "feedback-report")

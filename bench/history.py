@@ -1,7 +1,7 @@
 """History: what one new message costs with 1,000 versus 50,000 messages of history in the state.
 
 The state is built as months of real operation would leave it (the shapes supportd writes; see
-``supportd.pipeline._finish``, ``supportd.ledger`` and ``supportd.tickets``):
+``supportd.service.pipeline._finish``, ``supportd.state.ledger`` and ``supportd.act.tickets``):
 
 * ``history/YYYY-MM.jsonl``: per message a ``message`` record and a ``reply`` record (the ack);
   an ``escalation`` and an owner ``reply`` for upset customers; ``pending`` outcomes for
@@ -55,13 +55,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Servers, customer_mail, print_json, run_measured, servers, supportd_command
-from supportd.clock import SystemClock, iso
-from supportd.config import load_config
-from supportd.daemon import Daemon
-from supportd.ledger import Ledger
-from supportd.tickets import STALE_DAYS
+from supportd.act.tickets import STALE_DAYS
+from supportd.base.clock import SystemClock, iso
+from supportd.base.config import load_config
+from supportd.service.daemon import Daemon
+from supportd.state.ledger import Ledger
 
-ESCALATION_DAYS = 30  # supportd.scheduler.ESCALATION_RECORD_DAYS
+ESCALATION_DAYS = 30  # supportd.service.scheduler.ESCALATION_RECORD_DAYS
 FIRST_TICKET = 1001
 INTENTS = (("delivery_status", "where-is-my-order", 0.50), ("defect", "broken-or-damaged", 0.30),
            ("other", "anything-else", 0.15), ("cancellation", "cancel-order", 0.05))

@@ -93,8 +93,8 @@ CASES: dict[str, Callable[[str], bytes]] = {
 
 def decide_one(case: str) -> dict[str, Any]:
     """Build and decide one hostile message in this process; its time and this process's peak RSS."""
-    from supportd.config import offline_config
-    from supportd.tryout import decide, try_context
+    from supportd.base.config import offline_config
+    from supportd.service.tryout import decide, try_context
 
     ctx = try_context(offline_config())
     raw = CASES[case](case)

@@ -38,7 +38,7 @@ from bench.common import (
     wait_for_mail_to,
 )
 from bench.history import PER_DAY, build_state
-from supportd.clock import SystemClock
+from supportd.base.clock import SystemClock
 
 READY_TIMEOUT = 20.0
 ACK_TIMEOUT = 15.0

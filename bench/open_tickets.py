@@ -2,7 +2,7 @@
 
 Open tickets stay in the hot state until a person keeps the promise, so a busy week, or a shop
 that falls behind, leaves thousands of them there; the cost of handling a message must not grow
-with them. For each size the state is seeded through ``supportd.ledger`` itself (tickets as
+with them. For each size the state is seeded through ``supportd.state.ledger`` itself (tickets as
 ``tickets.new_ticket`` writes them, due in two days so none is overdue), then, on a fresh Dovecot:
 
 * ``startup_s``: ``supportd once`` over an empty inbox (start-up, loading that state, the jobs);
@@ -43,9 +43,9 @@ from bench.common import (
     servers,
     supportd_command,
 )
-from supportd.clock import SystemClock, iso
-from supportd.ledger import Ledger
-from supportd.tickets import FIRST_TICKET, OPEN
+from supportd.act.tickets import FIRST_TICKET, OPEN
+from supportd.base.clock import SystemClock, iso
+from supportd.state.ledger import Ledger
 
 RUN_TIMEOUT = 900.0
 INTENTS = ("delivery_status", "defect", "other")

@@ -49,7 +49,7 @@ from bench.common import (
     servers,
     supportd_command,
 )
-from supportd.localmail import LOOPBACK, MailUser
+from supportd_testing.localmail import LOOPBACK, MailUser
 
 PEER = "imapautofiler"
 PEER_VERSION = "1.14.0"  # the version the issue measured (190-196 messages/s on 3,000 mails)

@@ -12,8 +12,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from supportd.decide.spelling import MAX_CHARS, Spelling
 from supportd.quality.intents import default_rules
-from supportd.spelling import MAX_CHARS, Spelling
 
 ROUNDS = 5
 

@@ -1,4 +1,4 @@
-"""How ``REAL_WORDS`` in ``supportd/spelling.py`` was found (run by hand, not part of supportd).
+"""How ``REAL_WORDS`` in ``supportd/decide/spelling.py`` was found (run by hand, not part of supportd).
 
 Real English and German words (seen at least 30 times in pyspellchecker's frequency lists, five
 letters or more) that ``Spelling`` would otherwise read as a typo of one of the default
@@ -16,7 +16,7 @@ import yaml
 from spellchecker import SpellChecker  # type: ignore[import-not-found]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from supportd.spelling import MIN_LETTERS, allowed_edits, edit_distance
+from supportd.decide.spelling import MIN_LETTERS, allowed_edits, edit_distance
 
 MIN_FREQUENCY = 30
 

@@ -40,3 +40,7 @@ if [[ ! -f $stamp || setup.cfg -nt $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[demo,test]'
   touch "$stamp"
 fi
+# Test support (testing/supportd_testing: local Dovecot and SMTP servers, the demo) is not part of
+# the supportd wheel; the demo and the tests find it through this path file.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PWD/testing" > "$site/supportd-testing.pth"

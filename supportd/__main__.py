@@ -1,3 +1,3 @@
-from supportd.cli import main
+from supportd.service.cli import main
 
 raise SystemExit(main())

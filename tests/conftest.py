@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from supportd.clock import Clock, SystemClock
-from supportd.config import Config, load_config
-from supportd.daemon import Daemon
-from supportd.localmail import (
+from supportd.base.clock import Clock, SystemClock
+from supportd.base.config import Config, load_config
+from supportd.service.daemon import Daemon
+from supportd.service.pipeline import PassReport
+from supportd_testing.localmail import (
     LOCAL_OWNER,
     LOCAL_SUPPORT,
     Dovecot,
@@ -34,7 +35,6 @@ from supportd.localmail import (
     dovecot_available,
     write_supportd_config,
 )
-from supportd.pipeline import PassReport
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -168,7 +168,7 @@ class World:
 
     def tickets(self) -> dict[int, dict[str, Any]]:
         """Every ticket by number: the open ones and those closed in the last 90 days."""
-        from supportd.ledger import Ledger
+        from supportd.state.ledger import Ledger
 
         ledger = Ledger.open(self.root / "state", SystemClock())
         found = dict(ledger.closed_tickets())

@@ -11,15 +11,15 @@ import datetime as dt
 from functools import cache
 from typing import Any
 
-from supportd.actions import Plan, plan_message
-from supportd.clock import Clock, FakeClock
-from supportd.config import Config, offline_config
-from supportd.context import Context
-from supportd.ledger import Ledger
-from supportd.message import Inbound
-from supportd.ownerfiles import load_rules_and_replies
-from supportd.replies import Replies
-from supportd.rules import RuleSet
+from supportd.base.clock import Clock, FakeClock
+from supportd.base.config import Config, offline_config
+from supportd.decide.actions import Plan, plan_message
+from supportd.decide.rules import RuleSet
+from supportd.deliver.replies import Replies
+from supportd.intake.message import Inbound
+from supportd.service.context import Context
+from supportd.service.ownerfiles import load_rules_and_replies
+from supportd.state.ledger import Ledger
 
 # A Tuesday morning in business hours (Europe/Berlin is UTC+1 in winter).
 TUESDAY_MORNING = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)

@@ -28,8 +28,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from supportd.decide.rules import RuleSet
 from supportd.quality.intents import Example, as_email, default_rules, dev_set_arguments, read_examples
-from supportd.rules import RuleSet
 
 # topic -> (the dataset intents it answers, the ones it may also answer correctly)
 TOPICS: dict[str, tuple[frozenset[str], frozenset[str]]] = {

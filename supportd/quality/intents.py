@@ -2,7 +2,7 @@
 
 Reads ``../shared/corpus/intents/dev.csv`` (a public customer-service dataset with our intent
 mapped onto each utterance), sends every text through the real rule set as the body of a small
-email (parsed by ``supportd.message.parse``, so the rules see exactly what the daemon would), and
+email (parsed by ``supportd.intake.message.parse``, so the rules see exactly what the daemon would), and
 compares the primary intent with the label.
 
     .venv/bin/python -m bench.intents            # JSON
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from supportd.message import Inbound, parse
-from supportd.replies import Replies
-from supportd.rules import RuleSet, load_rules
+from supportd.decide.rules import RuleSet, load_rules
+from supportd.deliver.replies import Replies
+from supportd.intake.message import Inbound, parse
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO.parent / "shared" / "corpus" / "intents" / "dev.csv"

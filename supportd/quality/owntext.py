@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supportd.owntext import own_words
+from supportd.intake.owntext import own_words
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO.parent / "shared" / "corpus" / "replies" / "cases.jsonl"

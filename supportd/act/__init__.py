@@ -1,0 +1,1 @@
+"""What a plan changes: tickets, held actions and their confirmations, the owner's commands."""

@@ -1,0 +1,48 @@
+"""A time limit per message decision: a message that takes too long is set aside, the queue goes on.
+
+The patterns that read customer text are linear and the text they read is capped (see
+``supportd.decide.rules.View`` and ``bench/hostile.py``), so no message should come near the limit. This
+is the backstop for what those measures miss (an owner's own regular expression, a parser's
+corner): Python's regular-expression engine checks for signals while it matches, so a SIGALRM
+timer interrupts even a runaway pattern. The timer is used only in the main thread (where signal
+handlers run); elsewhere the time is checked once the decision is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+
+class DecisionTimeout(Exception):
+    """The decision for one message took longer than ``limits.decision_seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"took longer than {seconds:g} s to decide (limits.decision_seconds)")
+        self.seconds = seconds
+
+
+@contextlib.contextmanager
+def decision_budget(seconds: float) -> Iterator[None]:
+    """Raise ``DecisionTimeout`` inside the block once ``seconds`` have passed."""
+    started = time.monotonic()
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        if time.monotonic() - started > seconds:
+            raise DecisionTimeout(seconds)
+        return
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise DecisionTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

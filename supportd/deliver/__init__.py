@@ -1,0 +1,1 @@
+"""Mail out: templates rendered, replies queued in the ledger, sent over SMTP once."""

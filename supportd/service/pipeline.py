@@ -1,0 +1,497 @@
+"""The processing protocol: every message handled once, answered once, never lost.
+
+A message's record in the ledger (``messages``, key ``FOLDER:UIDVALIDITY:UID``) moves through:
+
+==============  ====================================================  ==============================
+state           written when                                          a restart does
+==============  ====================================================  ==============================
+``claimed``     before the message is parsed ("in hand")               handles it again, alone; after
+                                                                      ``max_attempts`` failures of its
+                                                                      own, quarantines it
+``decided``     with its plan: ticket, held action, replies queued    sends what is still queued
+                in the outbox (one commit)
+(replies)       outbox ``queued -> committing -> sent`` (see          ``committing`` counts as sent;
+                ``supportd.deliver.outbox`` and ``supportd.deliver.mailer``)          ``queued`` is sent
+``done``        when every reply is sent and copied to Sent           marks it on the server
+(finished)      after the server-side mark (keyword or move):         nothing: it is in the history
+                moved to ``history/``, removed from the hot ledger
+``quarantined`` after ``max_attempts`` failures, or when oversize     marks it on the server, tells
+                                                                      the owner
+==============  ====================================================  ==============================
+
+The server-side mark comes only after the ledger says ``done``; customer mail is never deleted.
+Work is done in batches (one FETCH, one commit per step, one round of parallel SMTP sends, one
+STORE): the commits are per batch, the guarantees per message. A message that was in flight when
+supportd stopped is handled alone next time, so a message that crashes supportd every time is
+isolated and quarantined rather than taking its batch down with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from supportd.act import pending, tickets
+from supportd.base.clock import iso, parse_iso
+from supportd.decide.actions import Plan, apply_plan, plan_message
+from supportd.decide.budget import DecisionTimeout, decision_budget
+from supportd.deliver import outbox
+from supportd.deliver.mailer import SENT, Mailer  # SENT: a reply's outbox state once the server took it
+from supportd.intake.inbox import Mailbox, Stored
+from supportd.intake.message import Inbound, message_id_of, parse
+from supportd.intake.msgids import read_message_id
+from supportd.owner import alerts as owner
+from supportd.owner import unanswered
+from supportd.service import faults
+from supportd.service.context import Context
+from supportd.state.ledger import CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED, Doc, Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for logs, ``supportd once`` and the tests."""
+
+    handled: int = 0
+    acknowledged: int = 0
+    quarantined: int = 0
+    sent: int = 0
+    plans: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, ctx: Context, mailbox: Mailbox, mailer: Mailer,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.ctx = ctx
+        self.mailbox = mailbox
+        self.mailer = mailer
+        self.should_stop = should_stop
+        self.recovered = False
+        self.last_look: dt.datetime | None = None  # when this process last searched the folder
+        self.look_before: dt.datetime | None = None  # the search before the current one
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.ctx.ledger
+
+    @property
+    def recovering(self) -> bool:
+        """After ``supportd recover``: check the Sent folder before answering anything."""
+        return bool(self.ledger.meta("recovering"))
+
+    # ------------------------------------------------------------ one pass
+
+    def run_pass(self) -> PassReport:
+        """Handle everything new, send what is due, finish what is done. Holds the state lock."""
+        report = PassReport()
+        with self.ledger.locked():
+            self._check_uidvalidity()
+            if not self.recovered:
+                self._recover_after_restart()
+                self.recovered = True
+            self._finish()
+            finished = True
+            for batch in self._batches():
+                if self.should_stop():
+                    finished = False
+                    break
+                self._handle_batch(batch, report)
+                self._send_due(report)  # each batch goes all the way, so the hot state stays one batch big
+                self._finish()
+            if finished and self.recovering:
+                self.ledger.set_meta("recovering", False)
+                log.info("recovery finished: every message in the folder has been checked")
+            self.scan_sent()
+            pending.perform_confirmed(self.ctx)
+            self._send_due(report)
+            self._finish()
+        return report
+
+    def look_at_sent(self) -> int:
+        """``scan_sent`` under the state lock (before the scheduled jobs of ``supportd once``)."""
+        with self.ledger.locked():
+            return self.scan_sent()
+
+    def scan_sent(self) -> int:
+        """Replies a person sent from a mail client, filed in the Sent folder: their tickets are answered.
+
+        The folder has its own UID cursor and is never changed. supportd's own copies (signed
+        Message-IDs) are skipped; a reply counts when it belongs to a ticket's thread (or carries
+        its tag and went to its customer). Returns how many tickets a reply answered.
+        """
+        cursor: dict[str, Any] = self.ledger.meta("sent_cursor") or {}
+        created = self.ledger.meta("created")
+        since = (parse_iso(created) if created else self.ctx.now()) - dt.timedelta(days=1)
+        uidvalidity, high, found = self.mailbox.sent_since(int(cursor.get("uidvalidity", 0)),
+                                                           int(cursor.get("high", 0)), since.date())
+        if not uidvalidity or (uidvalidity, high) == (cursor.get("uidvalidity"), cursor.get("high")):
+            return 0
+        answered = 0
+        for uid, raw in sorted(found.items()):
+            if read_message_id(self.ctx.secret, message_id_of(raw)) is not None:
+                continue  # our own copy, known from its headers: its body need not be read
+            answered += self._person_reply_in_sent(parse(raw), f"sent:{uidvalidity}:{uid}")
+        self.ledger.set_meta("sent_cursor", {"uidvalidity": uidvalidity, "high": high})
+        self.ledger.commit()
+        return answered
+
+    def _person_reply_in_sent(self, msg: Inbound, fallback_id: str) -> int:
+        if read_message_id(self.ctx.secret, msg.message_id) is not None:
+            return 0  # our own copy
+        ticket = tickets.find_answered(self.ctx, msg, trust_tag=True)
+        if ticket is None:
+            return 0
+        when = msg.written_at(self.ctx.now())
+        if tickets.person_replied(self.ctx, ticket, msg.message_id or fallback_id, when) is None:
+            return 0
+        log.info("ticket %s answered by a person at %s (a reply in the Sent folder)", ticket["number"], iso(when))
+        self.ledger.record("person-reply", msg.message_id or fallback_id, ticket=ticket["number"], when=iso(when),
+                           via="sent")
+        return 1
+
+    def _cursor(self) -> dict[str, Any]:
+        cursor: dict[str, Any] = self.ledger.meta("cursor") or {}
+        return cursor
+
+    def _key(self, uid: int) -> str:
+        return f"{self.mailbox.config.folder}:{self.mailbox.uidvalidity}:{uid}"
+
+    def _batches(self) -> list[list[int]]:
+        """Messages left claimed by a crash, one at a time; then new ones in batches."""
+        cursor = self._cursor()
+        self.look_before = self.last_look or (parse_iso(cursor["looked"]) if cursor.get("looked") else None)
+        self.last_look = self.ctx.now()
+        retry = sorted(m["uid"] for m in self.ledger.find("messages", state=CLAIMED)
+                       if m["uidvalidity"] == self.mailbox.uidvalidity)
+        new = [u for u in self.mailbox.unhandled_uids(above=int(cursor.get("high", 0))) if u not in retry]
+        size = self.ctx.config.limits.batch_size
+        return [[uid] for uid in retry] + [new[i : i + size] for i in range(0, len(new), size)]
+
+    # ------------------------------------------------------------ the steps
+
+    def _handle_batch(self, uids: list[int], report: PassReport) -> None:
+        records = self._claim(uids)
+        limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
+        self._quarantine(limit_reached, "failed {failures} times", report)
+        live = [r for r in records if r not in limit_reached]
+        stored = self.mailbox.stored([r["uid"] for r in live])
+        self._note_waits(live, stored)
+        limit = self.ctx.config.limits.max_message_bytes
+        oversize = [r for r in live if r["uid"] in stored and stored[r["uid"]].size > limit]
+        self._quarantine(oversize, f"larger than limits.max_message_bytes ({limit} bytes)", report)
+        wanted = [r for r in live if r not in oversize]
+        raws = self.mailbox.fetch([r["uid"] for r in wanted])
+        faults.point("fetched")
+        failed, too_slow = [], []
+        for record in wanted:
+            raw = raws.pop(record["uid"], None)  # one message's bytes at a time are all we keep
+            if raw is None:
+                self._forget_vanished(record)
+                continue
+            decided = self._decide(record, raw, report)
+            if decided is None:
+                too_slow.append(record)
+            elif not decided:
+                failed.append(record)
+        self.ledger.commit()
+        faults.point("decided")
+        self._quarantine(too_slow, "too slow to decide", report)
+        self._quarantine([r for r in failed if r["failures"] >= self.ctx.config.limits.max_attempts],
+                         "handling failed {failures} times", report)
+
+    def _claim(self, uids: Sequence[int]) -> list[Doc]:
+        """Record that these messages are in hand, before anything can go wrong with them.
+
+        A message still marked in hand from an earlier claim was being handled when supportd died.
+        That counts as a failure of the message only if supportd died while reading that message
+        alone (parsing or planning it, marked ``deciding``): a crash in a batch, or in an IMAP,
+        SMTP or disk step, says nothing about the message, which is why messages caught in a crash
+        are retried one at a time (see ``_batches``). Exceptions count at once (see ``_decide``).
+        """
+        records = []
+        alone = len(uids) == 1
+        for uid in uids:
+            key = self._key(uid)
+            record = self.ledger.get("messages", key=key) or {
+                "key": key, "uid": uid, "uidvalidity": self.mailbox.uidvalidity,
+                "folder": self.mailbox.config.folder, "state": CLAIMED, "attempts": 0, "failures": 0,
+                "in_hand": False, "alone": False,
+                "received": iso(self.ctx.now()), "fingerprint": "", "message_id": "", "error": "",
+            }
+            if record["in_hand"] and record.get("deciding"):
+                record["failures"] = int(record["failures"]) + 1
+                record["error"] = record["error"] or "supportd stopped while reading it"
+            record.update(attempts=int(record["attempts"]) + 1, in_hand=True, alone=alone, deciding=False)
+            self.ledger.put("messages", "key", record)
+            records.append(record)
+        cursor = self._cursor()
+        high = max([int(cursor.get("high", 0)), *uids])
+        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder, "uidvalidity": self.mailbox.uidvalidity,
+                                        "high": high, "looked": iso(self.last_look or self.ctx.now())})
+        self.ledger.commit()
+        faults.point("claimed")
+        return records
+
+    def _note_waits(self, records: list[Doc], stored: dict[int, Stored]) -> None:
+        """How long each message lay in the mailbox before this pickup (for the digest's ack time)."""
+        now = self.ctx.now()
+        for record in records:
+            if "waited" not in record and record["uid"] in stored:
+                record["waited"] = waited_before_pickup(now, stored[record["uid"]].arrived, self.look_before)
+                self.ledger.patch("messages", "key", record["key"], waited=record["waited"])
+
+    def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool | None:
+        """Parse, plan and apply one message; False when it failed (it stays claimed), None when it
+        took longer than ``limits.decision_seconds`` (it is quarantined at once: the queue goes on)."""
+        started = time.perf_counter()
+        budget = self.ctx.config.limits.decision_seconds
+        if record["alone"]:  # a retry after a crash: if supportd dies reading it, the message is to blame
+            self.ledger.patch("messages", "key", record["key"], deciding=True)
+            self.ledger.commit()
+        try:
+            with decision_budget(budget):
+                msg = parse(raw)
+            faults.point("deciding", msg.subject)
+            if self.recovering and self._answered_before(msg):
+                self._mark_answered_before(record, msg)
+                return True
+            with decision_budget(budget):  # planning only reads: stopping it halfway changes nothing
+                plan = plan_message(self.ctx, msg, record["key"])
+            apply_plan(self.ctx, plan)
+        except DecisionTimeout as exc:
+            log.error("message %s: %s; set aside for the owner", record["key"], exc)
+            record.update(error=str(exc), in_hand=False, deciding=False)
+            return None
+        except Exception as exc:  # any failure: recorded, retried, quarantined after max_attempts
+            log.exception("message %s failed (attempt %d)", record["key"], record["attempts"])
+            record.update(error=f"{type(exc).__name__}: {exc}"[:300], failures=int(record["failures"]) + 1,
+                          in_hand=False, deciding=False)
+            self.ledger.patch("messages", "key", record["key"], error=record["error"],
+                              failures=record["failures"], in_hand=False, deciding=False)
+            return False
+        summary = plan.summary()
+        self.ledger.patch(
+            "messages", "key", record["key"], state=DECIDED, fingerprint=msg.fingerprint,
+            message_id=msg.message_id, decided=iso(self.ctx.now()), summary=_compact(summary, plan),
+            replies=[m.message_id for m in plan.mails], sender=msg.sender.key if msg.sender else "",
+        )
+        report.handled += 1
+        report.acknowledged += 1 if plan.customer_reply else 0
+        report.plans.append({"key": record["key"], **summary})
+        _log_decision(record, plan.msg.message_id, summary, time.perf_counter() - started)
+        return True
+
+    def _answered_before(self, msg: Inbound) -> bool:
+        ref = outbox.reference_of(msg.fingerprint)
+        return bool(self.mailbox.sent_has([ref], header="X-Supportd-Ref"))
+
+    def _mark_answered_before(self, record: Doc, msg: Inbound) -> None:
+        log.info("message %s was answered before the state was recovered (its reply is in Sent)", record["key"])
+        self.ledger.patch("messages", "key", record["key"], state=DECIDED, fingerprint=msg.fingerprint,
+                          message_id=msg.message_id, decided=iso(self.ctx.now()), replies=[],
+                          summary={"outcome": "answered before the state was recovered"})
+
+    def _forget_vanished(self, record: Doc) -> None:
+        """The owner moved or deleted the message before we fetched it: nothing to answer."""
+        log.info("message %s is no longer in the folder; skipped", record["key"])
+        self.ledger.record("message", record["key"], state=VANISHED, attempts=record["attempts"])
+        self.ledger.remove("messages", "key", [record["key"]])
+
+    def _quarantine(self, records: list[Doc], reason: str, report: PassReport) -> None:
+        if not records:
+            return
+        self.mailbox.mark_quarantined([r["uid"] for r in records])
+        for record in records:
+            why = reason.format(failures=record.get("failures", 0), error=record.get("error", ""))
+            detail = f"{why}; last error: {record.get('error') or 'none'}"
+            log.error("quarantined %s: %s", record["key"], detail)
+            imap = self.mailbox.config
+            where = f"marked {imap.quarantine_keyword}"
+            if imap.quarantine_folder:
+                where += f" in {imap.quarantine_folder}"
+            mail = owner.escalation(
+                self.ctx, cause="quarantined", subject_key=record["key"],
+                details=f"supportd set this message aside ({detail}). It is still in the mailbox, {where}; "
+                        "please read and answer it yourself.",
+            )
+            if mail is not None:
+                outbox.queue(self.ctx, mail)
+                owner.mark_escalated(self.ctx, "quarantined", record["key"])
+            self.ledger.record("message", record["key"], state=QUARANTINED, reason=detail,
+                               attempts=record["attempts"], failures=record["failures"],
+                               fingerprint=record.get("fingerprint", ""))
+            report.quarantined += 1
+        self.ledger.remove("messages", "key", [r["key"] for r in records])
+        self.ledger.commit()
+
+    def _send_due(self, report: PassReport) -> None:
+        entries = outbox.due_entries(self.ctx)
+        log.debug("%d replies due to send", len(entries))
+        if entries:
+            results = outbox.send(self.ctx, self.mailer, entries)
+            report.sent += sum(1 for r in results if r.status == SENT)
+
+    def _finish(self) -> None:
+        """Copy sent replies to Sent, mark finished messages on the server, move both to the history."""
+        self._copy_sent()
+        self._mark_done()
+        carried_codes = self._archive_replies()
+        self.ledger.commit()
+        if carried_codes:  # the previous generation still holds the confirmation codes: not any more
+            self.ledger.forget_previous()
+
+    def _mark_done(self) -> None:
+        for record in self.ledger.find("messages", state=DECIDED):
+            if self._replies_settled(record):
+                self.ledger.patch("messages", "key", record["key"], state=DONE)
+        done = self.ledger.find("messages", state=DONE)
+        if not done:
+            return
+        self.ledger.commit()
+        faults.point("done")
+        current = [r for r in done if r["uidvalidity"] == self.mailbox.uidvalidity]
+        self.mailbox.mark_handled([r["uid"] for r in current])
+        faults.point("marked")
+        for record in done:
+            self.ledger.record("message", record["key"], state=DONE, fingerprint=record["fingerprint"],
+                               message_id=record["message_id"], received=record["received"],
+                               waited=record.get("waited", 0.0),
+                               decided=record.get("decided"), sender=record.get("sender", ""),
+                               **record.get("summary", {}))
+        self.ledger.remove("messages", "key", [r["key"] for r in done])
+
+    def _replies_settled(self, record: Doc) -> bool:
+        for message_id in record.get("replies", []):
+            entry = self.ledger.get("outbox", id=message_id)
+            if entry is None:
+                continue
+            if entry["state"] == outbox.FAILED:
+                continue
+            if entry["state"] != SENT or not entry["copied"]:
+                return False
+        return True
+
+    def _copy_sent(self) -> None:
+        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
+        if not uncopied:
+            return
+        self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
+        faults.point("copied")
+        for entry in uncopied:  # committed with "done" next: a crash before finds the copy in Sent
+            self.ledger.patch("outbox", "id", entry["id"], copied=True)
+
+    def _archive_replies(self) -> bool:
+        """Sent-and-copied or failed replies leave the hot ledger (their text with them).
+
+        True when one of them was a confirmation request, whose text held a confirmation code.
+        """
+        finished = [e for e in self.ledger.find("outbox")
+                    if (e["state"] == SENT and e["copied"]) or e["state"] == outbox.FAILED]
+        for entry in finished:
+            if entry["state"] == outbox.FAILED:
+                self._report_failed_reply(entry)
+            fields = {k: entry[k] for k in ("kind", "for_key", "ticket", "state", "created", "sent_at",
+                                            "tries", "last_error")}
+            self.ledger.record("reply", entry["id"], **fields)
+        self.ledger.remove("outbox", "id", [e["id"] for e in finished])
+        return any(e["kind"] == "confirm" for e in finished)
+
+    def _report_failed_reply(self, entry: Doc) -> None:
+        if entry["kind"] == "owner":
+            log.error("could not reach the owner (%s): %s", entry["id"], entry["last_error"])
+            return
+        mail = owner.escalation(
+            self.ctx, cause="smtp-failed", subject_key=entry["id"],
+            details=f"The mail server refused our reply '{entry['subject']}' to {entry['to']} for good: "
+                    f"{entry['last_error']}. Please answer the customer another way.",
+        )
+        if mail is not None:
+            outbox.queue(self.ctx, mail)
+            owner.mark_escalated(self.ctx, "smtp-failed", entry["id"])
+
+    # ------------------------------------------------------------ after a restart
+
+    def _recover_after_restart(self) -> None:
+        """Finish what a stop or a crash left in between (see the table above)."""
+        caught = outbox.recover_committing(self.ctx)
+        if self.recovering:  # the state may be a step behind: trust the Sent folder over it
+            waiting = [e for e in self.ledger.find("outbox") if e["state"] in outbox.PENDING_STATES]
+            found = self.mailbox.sent_has(e["id"] for e in waiting)
+            for message_id in found:
+                self.ledger.patch("outbox", "id", message_id, state=SENT, copied=True,
+                                  last_error="found in Sent after a recovery")
+        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
+        if uncopied:
+            already = self.mailbox.sent_has(e["id"] for e in uncopied)
+            for entry in uncopied:
+                if entry["id"] in already:
+                    self.ledger.patch("outbox", "id", entry["id"], copied=True)
+        if caught or uncopied:
+            self.ledger.commit()
+
+    def _check_uidvalidity(self) -> None:
+        """The server renumbered the folder: start the scan over; fingerprints stop re-answers."""
+        cursor = self._cursor()
+        if not cursor or int(cursor.get("uidvalidity", 0)) == self.mailbox.uidvalidity:
+            return
+        log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; handled mail is recognised by "
+                    "its Message-ID", self.mailbox.config.folder, cursor.get("uidvalidity"),
+                    self.mailbox.uidvalidity)
+        stale = [m for m in self.ledger.find("messages") if m["uidvalidity"] != self.mailbox.uidvalidity]
+        self.ledger.remove("messages", "key", [m["key"] for m in stale if m["state"] == CLAIMED])
+        self.ledger.set_meta("cursor", {"folder": self.mailbox.config.folder,
+                                        "uidvalidity": self.mailbox.uidvalidity, "high": 0})
+        self.ledger.commit()
+
+
+def _compact(summary: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """What the history keeps of a decision: no reply text, and of the customer's words only a few
+    keywords of mail no rule understood (the digest's candidates for a new rule)."""
+    return {
+        "primary_intent": summary["primary_intent"], "intents": summary["intents"],
+        "explicit_request": summary["explicit_request"], "rule": summary["rule"],
+        "skip_reason": summary["skip_reason"], "ticket": summary["ticket"],
+        "auto_reply": summary["auto_reply"], "confirmation": summary["confirmation"],
+        "held_action": summary["held_action"]["action"] if summary["held_action"] else None,
+        "tentative": [m.intent for m in plan.decision.tentative_mentions],
+        "matched_rules": list(plan.decision.matched_rules), "outcome": summary["outcome"],
+        "angry": plan.decision.angry,
+        "thread": "new" if plan.new_ticket else "follow-up" if plan.join_ticket else None,
+        # for the digest's "words shared by mail no rule understood" (only such mail keeps any words)
+        "keywords": (unanswered.keywords(f"{plan.msg.topic}\n{plan.msg.own_text}")
+                     if plan.new_ticket and not plan.decision.matched_rules else []),
+        "faq": plan.faq, "faq_unhelpful": plan.faq_unhelpful,
+        # for the digest's "questions no FAQ entry answers": the question of mail nothing understood
+        "question": (unanswered.question_of(plan.msg.own_text, plan.msg.topic)
+                     if plan.new_ticket and not plan.decision.matched_rules and plan.decision.faq is None else ""),
+    }
+
+
+def _log_decision(record: Doc, message_id: str, summary: dict[str, Any], seconds: float) -> None:
+    """One line per message for the journal: id, intent, rule, what was done. No bodies, no secrets."""
+    log.info(
+        "message %s id=%s intent=%s rule=%s ticket=%s did=%s%s (%.0f ms)",
+        record["key"], message_id or "-", summary["primary_intent"], summary["rule"],
+        summary["ticket"] or "-", summary["outcome"] or "-",
+        f" skip={summary['skip_reason']}" if summary["skip_reason"] else "", seconds * 1000,
+    )
+
+
+def waited_before_pickup(picked_up: dt.datetime, arrived: dt.datetime | None,
+                         look_before: dt.datetime | None) -> float:
+    """Seconds a message lay in the mailbox before supportd picked it up (0 when unknown).
+
+    The server's arrival time (INTERNALDATE) alone can mislead: a message copied or moved into the
+    folder keeps its old date. A message that the previous search did not find came after it, so
+    the wait is at most the time since that search. Before the first search ever, the mail that
+    is already there says nothing about supportd: 0.
+    """
+    if arrived is None or look_before is None:
+        return 0.0
+    waited = min(picked_up - arrived, picked_up - look_before).total_seconds()
+    return round(max(0.0, waited), 1)

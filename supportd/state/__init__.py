@@ -1,0 +1,1 @@
+"""supportd's memory on disk: the ledger, its one writer, recovery, health."""

@@ -1,0 +1,616 @@
+"""State on disk: a small hot ledger (``state.json``, open tickets folded into ``tickets.G.jsonl``) and
+monthly history files.
+
+Why it is built this way (measured):
+
+* TinyDB (which supportd used first) rewrote its file in place; a kill during a write corrupted 6
+  of 400 files. ``atomic_write`` writes a whole new file on ``commit()``: temp file, fsync, rename,
+  fsync of the folder. A kill at any moment leaves either the old or the new state. The previous
+  generation is kept as ``state.json.prev`` so a damaged file can be recovered by hand. The format
+  stays TinyDB's: ``{table: {doc id: document}}``.
+* Every commit serialises ``state.json``; orjson does that 16 times faster than the standard
+  library (0.43 ms against 6.85 ms for 2,000 open tickets, measured), which is why it is used.
+* Writes by key go straight to the table's dictionary through an in-memory index (O(1)). The hot
+  ledger holds only what is in flight (messages being handled, the outbox, pending confirmations,
+  open tickets, today's counters), so the cost of one message does not grow with months of
+  history. Finished records go to ``history/YYYY-MM.jsonl``, appended with one fdatasync per batch.
+* Open tickets stay until a person keeps the promise, so thousands can be open; rewritten whole at
+  every commit they made each commit O(open tickets) (20 ms at 10,000, 4 MB) and, held as Python
+  dictionaries, cost 1.6 KB of memory each. So ``state.json`` holds only the tickets changed since
+  the last *fold*; the others are in ``tickets.G.jsonl`` (``TicketBase``), kept in memory as their
+  JSON bytes and decoded when read. When more than ``FOLD_AT`` tickets changed, a commit folds:
+  it writes ``tickets.G+1.jsonl`` (atomically) with every open ticket, then ``state.json`` naming
+  generation G+1 with none. ``state.json``'s rename stays the one commit point: a kill before it
+  leaves the old ``state.json``, which names generation G, still on disk (G-1 is kept too, for
+  ``state.json.prev``).
+* Two processes writing one state file corrupt it. The daemon and the CLI take ``state.lock``
+  (flock) for each transaction, and reload the state when another process replaced it.
+* A state file that cannot be read is reported and left alone, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from supportd.base.clock import Clock, iso
+from supportd.base.errors import StateError
+from supportd.service import faults
+
+STATE_FILE = "state.json"
+# The states a message record goes through (``supportd.pipeline``): claimed before it is parsed, decided,
+# done once its replies are sent; quarantined after too many failures; vanished when the server lost it.
+CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED = "claimed", "decided", "done", "quarantined", "vanished"
+TICKETS_BASE = "tickets.{}.jsonl"
+# A commit folds the tickets into a new base file once more than this many changed since the last
+# fold: a commit then writes at most FOLD_AT tickets, and a fold of 10,000 (4 MB, ~25 ms) comes
+# once in FOLD_AT ticket changes. SUPPORTD_FOLD_TICKETS lowers it for the fault-injection tests.
+FOLD_AT = int(os.environ.get("SUPPORTD_FOLD_TICKETS", "256"))
+SCHEMA_VERSION = 1
+FINGERPRINT_DAYS = 62
+CLOSED_TICKET_DAYS = 90
+# Each table's key, indexed in memory.
+KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "number", "senders": "address",
+              "escalations": "key"}
+TABLES = tuple(KEY_FIELDS)
+
+Doc = dict[str, Any]
+
+
+def atomic_write(path: Path, data: bytes | Iterable[bytes], keep_previous: bool = False) -> None:
+    """Replace ``path`` with ``data`` (bytes, or pieces of it) so that a crash leaves the old or the
+    new content, never a mix."""
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as out:  # buffered: pieces need not be joined in memory first
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                out.writelines(data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if keep_previous and path.exists():
+        previous = path.with_name(f"{path.name}.prev")
+        link_temp = path.with_name(f".{path.name}.prev.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            link_temp.unlink()
+        os.link(path, link_temp)
+        os.replace(link_temp, previous)
+    os.replace(temp, path)
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class TicketBase:
+    """Open tickets as of the last fold: ``tickets.G.jsonl``, kept as JSON bytes, decoded when read.
+
+    The file holds a line ``DOC_ID NUMBER JSON`` per ticket, in doc id order, and a last line
+    ``#end COUNT`` (so a file cut short is known). It is written once, whole, and never changed;
+    a ticket changed since is in ``state.json`` (which wins), one closed since is in ``removed``.
+    """
+
+    def __init__(self, generation: int = 0, rows: dict[str, bytes] | None = None,
+                 numbers: dict[str, int] | None = None) -> None:
+        self.generation = generation
+        self.rows: dict[str, bytes] = rows or {}
+        self.numbers: dict[str, int] = numbers or {}
+        self.removed: set[str] = set()
+
+    def live(self, doc_id: str) -> bool:
+        return doc_id in self.rows and doc_id not in self.removed
+
+    def doc(self, doc_id: str) -> Doc:
+        found: Doc = orjson.loads(self.rows[doc_id])
+        return found
+
+    @staticmethod
+    def path(state_path: Path, generation: int) -> Path:
+        return state_path.with_name(TICKETS_BASE.format(generation))
+
+    @classmethod
+    def read(cls, state_path: Path, marker: Any) -> TicketBase:
+        if not marker:
+            return cls()
+        try:
+            generation = int(marker["generation"])
+            removed = {str(r) for r in marker.get("removed", [])}
+        except (TypeError, KeyError, ValueError) as exc:
+            raise _damaged(state_path, f"its tickets_base entry is not readable: {marker!r:.100}") from exc
+        path = cls.path(state_path, generation)
+        rows: dict[str, bytes] = {}
+        numbers: dict[str, int] = {}
+        try:
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.startswith(b"#end "):
+                        if int(line[5:]) != len(rows):
+                            raise ValueError(f"{len(rows)} tickets where the end line says {int(line[5:])}")
+                        base = cls(generation, rows, numbers)
+                        base.removed = removed
+                        return base
+                    doc_id, number, doc = line.rstrip(b"\n").split(b" ", 2)
+                    rows[doc_id.decode()] = doc
+                    numbers[doc_id.decode()] = int(number)
+            raise ValueError("the file ends before its end line")
+        except PermissionError as exc:
+            raise _not_ours(path) from exc
+        except (OSError, ValueError) as exc:
+            raise _damaged(state_path, f"its open tickets, {path.name}, cannot be read ({exc})") from exc
+
+    def lines(self) -> Iterator[bytes]:
+        for doc_id in sorted(self.rows, key=int):
+            yield b"%s %d %s\n" % (doc_id.encode(), self.numbers[doc_id], self.rows[doc_id])
+        yield b"#end %d\n" % len(self.rows)
+
+
+class AtomicStorage:
+    """The hot state in memory; it reaches the disk only on ``flush``, atomically."""
+
+    def __init__(self, path: Path | None, data: dict[str, Any], base: TicketBase) -> None:
+        self.path = path
+        self.data = data
+        self.base = base
+        self.dirty = False
+
+    def flush(self) -> bool:
+        if not self.dirty:
+            return False
+        if self.path is not None:
+            folded = len(self.data.get("tickets", {})) + len(self.base.removed) > FOLD_AT
+            if folded:
+                self._fold(self.path)
+            if self.base.generation:
+                self.data["tickets_base"] = {"generation": self.base.generation,
+                                             "removed": sorted(self.base.removed, key=int)}
+            atomic_write(self.path, orjson.dumps(self.data), keep_previous=True)
+            if folded:
+                self._drop_bases(self.path, before=self.base.generation - 1)  # G-1: state.json.prev's
+        self.dirty = False
+        return True
+
+    def _fold(self, state_path: Path) -> None:
+        """Every open ticket into ``tickets.G+1.jsonl``; ``state.json``, written next, names it."""
+        overlay: dict[str, Doc] = self.data.get("tickets", {})
+        old = self.base
+        rows = {i: row for i, row in old.rows.items() if i not in old.removed and i not in overlay}
+        numbers = {i: old.numbers[i] for i in rows}
+        for doc_id, doc in overlay.items():
+            rows[doc_id] = orjson.dumps(doc)
+            numbers[doc_id] = int(doc["number"])
+        base = TicketBase(old.generation + 1, rows, numbers)
+        atomic_write(TicketBase.path(state_path, base.generation), base.lines())
+        faults.point("tickets-folded")
+        self.base = base
+        self.data["tickets"] = {}
+
+    @staticmethod
+    def _drop_bases(state_path: Path, before: int) -> None:
+        for path in state_path.parent.glob(TICKETS_BASE.format("*")):
+            generation = path.name.split(".")[1]
+            if generation.isdigit() and int(generation) < before:
+                path.unlink(missing_ok=True)
+
+
+def _not_ours(path: Path) -> StateError:
+    try:
+        owner = str(path.stat().st_uid)
+    except OSError:
+        owner = "another user"
+    return StateError(
+        f"the state file {path} belongs to uid {owner} and this process (uid {os.geteuid()}) may not read "
+        "it; it is not damaged. Give every file back to the folder's owner: "
+        f"chown -R --reference={path.parent} {path.parent}"
+    )
+
+
+def _damaged(path: Path, what: str) -> StateError:
+    return StateError(
+        f"the state file {path} is damaged or unreadable ({what}). supportd has not changed it. "
+        f"Run 'supportd recover' to keep it aside, restore the previous good copy "
+        f"({path.name}.prev) and check it against the mailbox."
+    )
+
+
+def read_hot_state(path: Path) -> tuple[dict[str, Any], TicketBase]:
+    """``state.json`` as stored and its ticket base, or ``StateError`` saying what is wrong."""
+    if not path.exists():
+        return {}, TicketBase()
+    try:
+        data = orjson.loads(path.read_bytes())
+    except PermissionError as exc:
+        raise _not_ours(path) from exc
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise _damaged(path, str(exc)) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("meta", {}), dict):
+        raise StateError(
+            f"the state file {path} does not hold supportd state. supportd has not changed it. "
+            "Check the 'paths: state' setting, or run 'supportd recover'."
+        )
+    return data, TicketBase.read(path, data.get("tickets_base"))
+
+
+def read_state_file(path: Path) -> dict[str, Any]:
+    """The whole state as one dictionary (every open ticket in ``tickets``), or ``StateError``."""
+    data, base = read_hot_state(path)
+    data.pop("tickets_base", None)
+    if base.rows:
+        overlay = data.get("tickets", {})
+        tickets = {i: base.doc(i) for i in base.rows if base.live(i) and i not in overlay}
+        tickets.update(overlay)
+        data["tickets"] = dict(sorted(tickets.items(), key=lambda item: int(item[0])))
+    return data
+
+
+class History:
+    """Finished records, one JSON object a line, one file a month: appends cost the same in any month."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.buffered: list[Doc] = []
+        self.memory: list[Doc] = []
+
+    def add(self, record: Doc) -> None:
+        """Queue a record; it reaches the disk on ``flush`` (the ledger flushes before it commits)."""
+        self.buffered.append(record)
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        if self.folder is None:
+            self.memory.extend(self.buffered)
+            self.buffered.clear()
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        by_month: dict[str, list[Doc]] = {}
+        for record in self.buffered:
+            by_month.setdefault(record["at"][:7], []).append(record)
+        for month, records in by_month.items():
+            self._append(self.folder / f"{month}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in records))
+        self.buffered.clear()
+
+    @staticmethod
+    def _append(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a kill cut the last line short: start a fresh line
+            os.write(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def months(self) -> list[str]:
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(p.stem for p in self.folder.glob("*.jsonl"))
+
+    def read(self, since: dt.datetime, until: dt.datetime | None = None) -> Iterator[Doc]:
+        """Records with ``since <= at < until``; a record written twice (crash before commit) counts once."""
+        low, high = iso(since), iso(until) if until else "9999"
+        seen: set[str] = set()
+        for record in self._all(low[:7], high[:7]):
+            if low <= record.get("at", "") < high:
+                key = f"{record.get('type')}:{record.get('id')}"
+                if key not in seen:
+                    seen.add(key)
+                    yield record
+
+    def scan(self, since: dt.datetime) -> Iterator[Doc]:
+        """Every record since ``since``, in the order written (repeats included), then the unflushed ones."""
+        low = iso(since)
+        for record in self._all(low[:7], "9999"):
+            if record.get("at", "") >= low:
+                yield record
+        yield from self.buffered
+
+    def _all(self, first_month: str, last_month: str) -> Iterator[Doc]:
+        if self.folder is None:
+            yield from self.memory
+            return
+        for month in self.months():
+            if first_month <= month <= last_month:
+                yield from _read_lines(self.folder / f"{month}.jsonl")
+
+
+def _read_lines(path: Path) -> Iterator[Doc]:
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line cut short by a kill; the full record was written again later
+            if isinstance(record, dict):
+                yield record
+
+
+class Ledger:
+    """The daemon's memory: what is in flight, what is promised, what was sent.
+
+    Use ``with ledger.locked():`` around every read-modify-commit, and ``commit()`` after each step
+    of the processing protocol (see ``supportd.service.pipeline``).
+    """
+
+    def __init__(self, state_dir: Path | None, clock: Clock) -> None:
+        self.state_dir = state_dir
+        self.clock = clock
+        self.path = state_dir / STATE_FILE if state_dir else None
+        self.history = History(state_dir / "history" if state_dir else None)
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._file_id: tuple[int, int, int] | None = None
+        self._fingerprints: set[str] | None = None
+        self._closed_tickets: dict[int, Doc] | None = None
+        self._load(*(read_hot_state(self.path) if self.path else ({}, TicketBase())))
+
+    @classmethod
+    def open(cls, state_dir: Path, clock: Clock) -> Ledger:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create the state folder {state_dir}: {exc}") from exc
+        if not os.access(state_dir, os.W_OK):
+            raise StateError(f"the state folder {state_dir} is not writable by this user")
+        ledger = cls(state_dir, clock)
+        ledger._file_id = ledger._current_file_id()
+        return ledger
+
+    @classmethod
+    def in_memory(cls, clock: Clock) -> Ledger:
+        """A ledger that never touches the disk (``supportd try`` writes no state)."""
+        return cls(None, clock)
+
+    # ------------------------------------------------------------ storage and locking
+
+    def _load(self, data: dict[str, Any], base: TicketBase) -> None:
+        data.setdefault("meta", {})
+        self.storage = AtomicStorage(self.path, data, base)
+        self.doc_ids: dict[str, dict[Any, int]] = {
+            name: {doc[field]: int(doc_id) for doc_id, doc in data.get(name, {}).items() if field in doc}
+            for name, field in KEY_FIELDS.items()
+        }
+        tickets = self.doc_ids["tickets"]
+        for doc_id, number in base.numbers.items():
+            if base.live(doc_id) and number not in tickets:
+                tickets[number] = int(doc_id)
+        top = max(map(int, base.rows), default=0)
+        self.next_doc_id = {name: max([*ids.values(), top if name == "tickets" else 0]) + 1
+                            for name, ids in self.doc_ids.items()}
+        meta = self.storage.data["meta"]
+        if "1" not in meta:
+            meta["1"] = {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())}
+            self.storage.dirty = True
+
+    def _current_file_id(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float = 60.0) -> Iterator[Ledger]:
+        """Hold the state lock; reload first if another process (the CLI) changed the file."""
+        if self._lock_depth:  # already held by an outer block: it commits
+            yield self
+            return
+        if self.state_dir is None:
+            self._lock_depth = 1
+            try:
+                yield self
+                self.commit()
+            finally:
+                self._lock_depth = 0
+            return
+        fd = os.open(self.state_dir / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise StateError(
+                        f"another supportd process holds {self.state_dir}/state.lock; "
+                        "try again in a moment"
+                    ) from None
+                time.sleep(0.05)
+        self._lock_fd = fd
+        self._lock_depth = 1
+        try:
+            if self._current_file_id() != self._file_id:  # another process wrote it: never work from a stale copy
+                self._load(*(read_hot_state(self.path) if self.path else ({}, TicketBase())))
+                self._file_id = self._current_file_id()
+                self._fingerprints = self._closed_tickets = None  # read again from the history
+            yield self
+            self.commit()
+        finally:
+            self._lock_depth = 0
+            self._lock_fd = None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def commit(self) -> None:
+        """Make every change so far durable: history first, then the hot state."""
+        try:
+            self.history.flush()
+            faults.point("history-written")
+            if self.storage.flush():
+                self._file_id = self._current_file_id()
+        except OSError as exc:
+            raise StateError(f"cannot write the state in {self.state_dir}: {exc.strerror} "
+                             "(is the disk full or the folder read-only?)") from exc
+
+    def forget_previous(self) -> None:
+        """Make ``state.json.prev`` a copy of the committed state.
+
+        Called after something secret left the state (a sent confirmation request and its code),
+        so the previous generation does not keep it until the next change.
+        """
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            atomic_write(self.path.with_name(f"{self.path.name}.prev"), self.path.read_bytes())
+        except OSError as exc:
+            raise StateError(f"cannot write the state in {self.state_dir}: {exc.strerror}") from exc
+
+    # ------------------------------------------------------------ small helpers for the modules
+
+    def get(self, table: str, **match: Any) -> Doc | None:
+        key_field = KEY_FIELDS[table]
+        if set(match) == {key_field}:  # by key: through the index, without reading the table
+            doc_id = self.doc_ids[table].get(match[key_field])
+            return self._doc(table, str(doc_id)) if doc_id is not None else None
+        return next(iter(self._docs(table, match)), None)
+
+    def find(self, table: str, where: Callable[[Doc], bool] | None = None, **match: Any) -> list[Doc]:
+        """Documents whose fields equal ``match`` (and for which ``where`` holds), in doc id order.
+
+        ``where`` keeps a scan of thousands of open tickets from holding them all at once.
+        """
+        return [doc for doc in self._docs(table, match) if where is None or where(doc)]
+
+    def _doc(self, table: str, doc_id: str) -> Doc | None:
+        """A copy of the document (changing it changes nothing until ``put``)."""
+        row = self._rows(table).get(doc_id)
+        if row is not None:
+            return dict(row)
+        base = self.storage.base
+        return base.doc(doc_id) if table == "tickets" and base.live(doc_id) else None
+
+    def _docs(self, table: str, match: dict[str, Any]) -> Iterator[Doc]:
+        """Copies of the documents matching ``match``, in doc id order."""
+        rows = self._rows(table)
+        base = self.storage.base
+        if table != "tickets" or not base.rows:
+            yield from (dict(row) for row in rows.values() if _matches(row, match))
+            return
+        # A base ticket is decoded only when its JSON holds each wanted text field as orjson writes
+        # it ('"customer":"ada@example.org"'); the decoded document is then checked as any other.
+        # One needle at a time over the survivors (10,000 tickets by customer: 4.5 ms against 17-40 ms).
+        found: Iterable[tuple[str, bytes]] = base.rows.items()
+        for needle in (orjson.dumps({key: value})[1:-1] for key, value in match.items() if isinstance(value, str)):
+            found = [(doc_id, raw) for doc_id, raw in found if needle in raw]
+        candidates = [doc_id for doc_id, _raw in found if doc_id not in rows and doc_id not in base.removed]
+        for doc_id in sorted([*rows, *candidates], key=int):
+            row = rows.get(doc_id)
+            if row is None:
+                doc = base.doc(doc_id)
+                if _matches(doc, match):
+                    yield doc
+            elif _matches(row, match):
+                yield dict(row)
+
+    def put(self, table: str, key_field: str, doc: Doc) -> None:
+        """Insert or replace the document whose ``key_field`` equals ``doc[key_field]``."""
+        self._check_key(table, key_field)
+        key = doc[key_field]
+        doc_id = self.doc_ids[table].get(key)
+        if doc_id is None:
+            doc_id = self.next_doc_id[table]
+            self.next_doc_id[table] += 1
+            self.doc_ids[table][key] = doc_id
+        self._rows(table)[str(doc_id)] = dict(doc)
+        self.storage.dirty = True
+
+    def patch(self, table: str, key_field: str, key: Any, **changes: Any) -> None:
+        self._check_key(table, key_field)
+        doc_id = self.doc_ids[table].get(key)
+        if doc_id is None:
+            return
+        rows = self._rows(table)
+        if str(doc_id) not in rows:  # a ticket in the base file: changed, it moves to state.json
+            rows[str(doc_id)] = self.storage.base.doc(str(doc_id))
+        rows[str(doc_id)].update(changes)
+        self.storage.dirty = True
+
+    def remove(self, table: str, key_field: str, keys: Iterable[Any]) -> None:
+        self._check_key(table, key_field)
+        rows = self._rows(table)
+        for key in set(keys):
+            doc_id = self.doc_ids[table].pop(key, None)
+            if doc_id is not None:
+                rows.pop(str(doc_id), None)
+                if table == "tickets" and str(doc_id) in self.storage.base.rows:
+                    self.storage.base.removed.add(str(doc_id))
+                self.storage.dirty = True
+
+    def _rows(self, table: str) -> dict[str, Doc]:
+        """The table as ``state.json`` stores it ({doc id: document}); for tickets, those changed since the fold."""
+        rows: dict[str, Doc] = self.storage.data.setdefault(table, {})
+        return rows
+
+    @staticmethod
+    def _check_key(table: str, key_field: str) -> None:
+        if KEY_FIELDS[table] != key_field:
+            raise ValueError(f"the {table} table is keyed by {KEY_FIELDS[table]}, not {key_field}")
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        return self.storage.data["meta"]["1"].get(key, default)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        meta = self.storage.data["meta"]["1"]
+        if meta.get(key) != value:
+            meta[key] = value
+            self.storage.dirty = True
+
+    def next_number(self, counter: str, start: int) -> int:
+        """A number never handed out before (ticket numbers)."""
+        number = int(self.meta(counter, start))
+        self.set_meta(counter, number + 1)
+        return number
+
+    def record(self, record_type: str, record_id: str, /, **fields: Any) -> None:
+        """Append a finished record to the history (flushed with the next commit)."""
+        self.history.add({"type": record_type, "id": record_id, "at": iso(self.clock.now()), **fields})
+        if record_type == "message" and self._fingerprints is not None and fields.get("fingerprint"):
+            self._fingerprints.add(fields["fingerprint"])
+        if record_type == "ticket" and self._closed_tickets is not None and "number" in fields:
+            self._closed_tickets[int(fields["number"])] = dict(fields)
+
+    def closed_tickets(self) -> dict[int, Doc]:
+        """Tickets closed in the last 90 days, by number (read from the history once, then kept current).
+
+        Closed tickets live in the history, not in the hot state, so a commit does not grow with
+        every ticket ever closed; this index is how a customer's reply still finds and reopens one.
+        """
+        if self._closed_tickets is None:
+            since = self.clock.now() - dt.timedelta(days=CLOSED_TICKET_DAYS)
+            self._closed_tickets = {int(r["number"]): r for r in self.history.scan(since)
+                                    if r.get("type") == "ticket" and "number" in r}
+        return self._closed_tickets
+
+    def recent_fingerprints(self) -> set[str]:
+        """Fingerprints of messages finished in the last two months (read once, then kept up to date)."""
+        if self._fingerprints is None:
+            since = self.clock.now() - dt.timedelta(days=FINGERPRINT_DAYS)
+            self._fingerprints = {
+                r["fingerprint"] for r in self.history.scan(since)
+                if r.get("type") == "message" and r.get("fingerprint")
+            }
+        return self._fingerprints
+
+
+def _matches(doc: Doc, match: dict[str, Any]) -> bool:
+    """Every field in ``match`` present in ``doc`` with an equal value."""
+    return all(key in doc and doc[key] == value for key, value in match.items())

@@ -1,0 +1,51 @@
+"""``supportd recover``: after the state file was damaged, carry on without losing or repeating mail.
+
+supportd never replaces a damaged state file by itself. This command, run by the owner, keeps the
+damaged file aside (``state.json.damaged-TIME``), restores the previous good copy
+(``state.json.prev``, at most one step older), or starts empty when there is none. The mailbox
+itself then says what was finished: handled mail carries the keyword and is not looked at again;
+a reply already in the Sent folder is recognised by its Message-ID and not sent again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+
+from supportd.base.clock import SystemClock, iso
+from supportd.base.config import Config
+from supportd.base.errors import StateError
+from supportd.state.ledger import SCHEMA_VERSION, STATE_FILE, atomic_write, read_state_file
+
+
+def recover_state(config: Config) -> int:
+    state = config.state_dir / STATE_FILE
+    previous = state.with_name(f"{STATE_FILE}.prev")
+    try:
+        read_state_file(state)
+        print(f"{state} reads fine; nothing to recover")
+        return 0
+    except StateError as exc:
+        if state.exists() and not os.access(state, os.R_OK | os.W_OK):  # a wrong owner, not damage
+            print(exc)
+            return 3
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = state.with_name(f"{STATE_FILE}.damaged-{stamp}")
+    shutil.move(str(state), kept)
+    print(f"kept the damaged file as {kept}")
+    try:
+        data = read_state_file(previous)
+    except StateError:
+        data = {}
+    if data:
+        print(f"restored the previous good copy ({previous.name})")
+    else:
+        print("no good previous copy: starting with an empty state; handled mail keeps its keyword, "
+              "and replies already sent are found in the Sent folder, so nothing is answered twice")
+    meta = data.setdefault("meta", {}).setdefault("1", {"schema": SCHEMA_VERSION, "created": iso(SystemClock().now())})
+    meta["recovering"] = True
+    atomic_write(state, json.dumps(data).encode())
+    print("start supportd again; it finishes what was in flight")
+    return 0

@@ -1,0 +1,120 @@
+"""SMTP out, against a real aiosmtpd server: the commit point before the final dot, and honest outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from supportd.base.config import ServerConfig, SmtpConfig
+from supportd.deliver.mailer import LOGIN, PERMANENT, SENT, TEMPORARY, Envelope, Mailer, data_payload
+from supportd_testing.localmail import SmtpSink
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as server:
+        yield server
+
+
+def mailer_for(sink: SmtpSink, connections: int = 4) -> Mailer:
+    server = ServerConfig(host="127.0.0.1", port=sink.port, tls="none", timeout_seconds=5)
+    return Mailer(SmtpConfig(server=server, connections=connections))
+
+
+def envelope(number: int, to: str = "ada@example.org") -> Envelope:
+    raw = f"From: s@shop.example\r\nTo: {to}\r\nSubject: n{number}\r\nMessage-ID: <m{number}@x>\r\n\r\nHi\r\n"
+    return Envelope(f"<m{number}@x>", "support@shop.example", to, raw.encode())
+
+
+def test_data_payload_doubles_leading_dots_and_uses_crlf() -> None:
+    """A body line starting with '.' cannot end the message early; bare LF and CR become CRLF."""
+    assert data_payload(b"a\n.b\r.c\r\n..d") == b"a\r\n..b\r\n..c\r\n...d\r\n"
+
+
+def test_nothing_reaches_the_server_before_the_commit(sink: SmtpSink) -> None:
+    """When the ledger commits, every message is staged but none delivered: the dot comes after."""
+    mailer = mailer_for(sink)
+    seen_at_commit: list[int] = []
+    results = mailer.send([envelope(n) for n in range(3)], lambda ids: seen_at_commit.append(len(sink.messages)))
+    mailer.close()
+    assert seen_at_commit == [0]
+    assert [r.status for r in results] == [SENT] * 3
+    assert len(sink.wait_for(3, timeout=5)) == 3
+
+
+def test_a_connection_lost_before_the_dot_delivers_nothing(sink: SmtpSink) -> None:
+    """If supportd stops before its commit, the server drops the half-sent messages: sending again delivers once."""
+    mailer = mailer_for(sink)
+
+    def crash(ids: list[str]) -> None:
+        raise KeyboardInterrupt("stopped before the commit")
+
+    with pytest.raises(KeyboardInterrupt):
+        mailer.send([envelope(1), envelope(2)], crash)
+    results = mailer.send([envelope(1), envelope(2)], lambda ids: None)
+    mailer.close()
+    assert [r.status for r in results] == [SENT, SENT]
+    subjects = sorted(str(m.message()["Subject"]) for m in sink.wait_for(2, timeout=5))
+    assert subjects == ["n1", "n2"]
+
+
+def test_rounds_use_parallel_connections_and_one_commit_each(sink: SmtpSink) -> None:
+    """Nine replies over four connections: three rounds, three commits, nine deliveries."""
+    mailer = mailer_for(sink, connections=4)
+    commits: list[list[str]] = []
+    results = mailer.send([envelope(n) for n in range(9)], commits.append)
+    mailer.close()
+    assert [len(ids) for ids in commits] == [4, 4, 1]
+    assert all(r.status == SENT for r in results)
+    assert len(sink.wait_for(9, timeout=5)) == 9
+
+
+def test_temporary_and_permanent_refusals_are_told_apart_by_code(sink: SmtpSink) -> None:
+    """451 means try again later, 550 means never: the same exception class, different outcomes."""
+    sink.refuse("later@example.org", 451, "greylisted")
+    sink.refuse("never@example.org", 550, "no such user")
+    mailer = mailer_for(sink)
+    results = mailer.send([envelope(1, "later@example.org"), envelope(2, "never@example.org"),
+                           envelope(3, "ada@example.org")], lambda ids: None)
+    mailer.close()
+    assert [(r.status, r.code) for r in results] == [(TEMPORARY, 451), (PERMANENT, 550), (SENT, 250)]
+
+
+def test_refused_after_the_data_counts_by_its_code(sink: SmtpSink) -> None:
+    """A server that refuses the message itself (after the dot) gets the same honest outcome."""
+    sink.fail_next(552, "message too big", at="DATA")
+    mailer = mailer_for(sink)
+    [result] = mailer.send([envelope(1)], lambda ids: None)
+    mailer.close()
+    assert (result.status, result.code) == (PERMANENT, 552)
+
+
+def test_unreachable_server_is_temporary() -> None:
+    """No server listening is a 'try again later', not a failure for good."""
+    with SmtpSink() as stopped:
+        port = stopped.port
+    server = ServerConfig(host="127.0.0.1", port=port, tls="none", timeout_seconds=2)
+    mailer = Mailer(SmtpConfig(server=server))
+    [result] = mailer.send([envelope(1)], lambda ids: None)
+    mailer.close()
+    assert result.status == TEMPORARY
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_tls_sends_when_the_certificate_verifies_and_refuses_when_not(mode: str) -> None:
+    """STARTTLS and TLS from the first byte both send; an untrusted certificate stops the send, said plainly,
+    as a settings problem (the reply stays queued), never as the message's failure."""
+    with SmtpSink(tls=mode) as sink:  # type: ignore[arg-type]
+        trusted = ServerConfig(host="localhost", port=sink.port, tls=mode, ca_file=sink.ca_file, timeout_seconds=5)
+        mailer = Mailer(SmtpConfig(server=trusted))
+        [sent] = mailer.send([envelope(1)], lambda ids: None)
+        mailer.close()
+        untrusted = ServerConfig(host="localhost", port=sink.port, tls=mode, timeout_seconds=5)
+        mailer = Mailer(SmtpConfig(server=untrusted))
+        [refused] = mailer.send([envelope(2)], lambda ids: None)
+        mailer.close()
+        assert sent.status == SENT
+        assert len(sink.wait_for(1, timeout=5)) == 1
+    # the settings' fault, not the message's: kept queued like a refused login, and it says what to set
+    assert refused.status == LOGIN and "CERTIFICATE_VERIFY_FAILED" in refused.detail and "ca_file" in refused.detail

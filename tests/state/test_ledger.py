@@ -1,0 +1,181 @@
+"""The ledger: a kill at any moment leaves the last good state, and damage is reported, never papered over."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from supportd.base.clock import FakeClock
+from supportd.base.errors import StateError
+from supportd.state import ledger as ledger_module
+from supportd.state.ledger import Ledger, read_state_file
+
+START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+WRITER = textwrap.dedent("""
+    import sys, pathlib, datetime as dt
+    from supportd.base.clock import SystemClock
+    from supportd.state.ledger import Ledger
+    ledger = Ledger.open(pathlib.Path(sys.argv[1]), SystemClock())
+    number = int(ledger.meta("last", 0))
+    while True:
+        with ledger.locked():
+            number += 1
+            ledger.put("outbox", "id", {"id": f"m{number % 300}", "n": number, "raw": "x" * 500})
+            ledger.set_meta("last", number)
+            ledger.record("message", f"k{number}", fingerprint=f"f{number}")
+""")
+
+
+def test_sigkill_during_writes_always_leaves_a_readable_state(tmp_path: Path) -> None:
+    """Killed 40 times at random moments while committing, the state always opens and never goes back in time."""
+    rng = random.Random(7)
+    state = tmp_path / "state"
+    last_seen = 0
+    for _ in range(40):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(state)])
+        time.sleep(rng.uniform(0.05, 0.4))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if not (state / "state.json").exists():
+            continue  # killed before its first commit (a slow start on a busy machine)
+        json.loads((state / "state.json").read_text())
+        ledger = Ledger.open(state, FakeClock(START))
+        last = int(ledger.meta("last", 0))
+        assert last >= last_seen
+        last_seen = last
+    assert last_seen > 0
+
+
+def test_damaged_state_file_is_reported_and_left_alone(tmp_path: Path) -> None:
+    """A state file that is not valid JSON stops supportd with a clear message; the file is untouched."""
+    (tmp_path / "state.json").write_bytes(b'{"meta": {"1": {"schema": 1}}, "outb')
+    with pytest.raises(StateError, match=r"damaged.*supportd recover"):
+        Ledger.open(tmp_path, FakeClock(START))
+    assert (tmp_path / "state.json").read_bytes() == b'{"meta": {"1": {"schema": 1}}, "outb'
+
+
+def test_a_second_process_waits_for_the_lock(tmp_path: Path) -> None:
+    """Two processes never write the state at once: the second waits, then sees the first one's change."""
+    first = Ledger.open(tmp_path, FakeClock(START))
+    second = Ledger.open(tmp_path, FakeClock(START))
+    with first.locked():
+        first.set_meta("owner", "first")
+        with pytest.raises(StateError, match="another supportd process"), second.locked(timeout=0.2):
+            pass
+    with second.locked():
+        assert second.meta("owner") == "first"
+
+
+def test_history_goes_to_monthly_files_and_a_repeated_record_counts_once(tmp_path: Path) -> None:
+    """Finished records land in history/YYYY-MM.jsonl; one written twice (crash before commit) is read once."""
+    clock = FakeClock(START)
+    ledger = Ledger.open(tmp_path, clock)
+    with ledger.locked():
+        ledger.record("message", "a", fingerprint="fa")
+        ledger.record("message", "a", fingerprint="fa")
+        clock.advance(days=10)
+        ledger.record("message", "b", fingerprint="fb")
+    assert sorted(p.name for p in (tmp_path / "history").iterdir()) == ["2026-11.jsonl", "2026-12.jsonl"]
+    records = list(ledger.history.read(START - dt.timedelta(days=1)))
+    assert [r["id"] for r in records] == ["a", "b"]
+
+
+def test_a_line_cut_short_by_a_kill_does_not_spoil_the_history(tmp_path: Path) -> None:
+    """A half-written last line is skipped, and the next record starts on a line of its own."""
+    clock = FakeClock(START)
+    ledger = Ledger.open(tmp_path, clock)
+    with ledger.locked():
+        ledger.record("message", "a")
+    with (tmp_path / "history" / "2026-11.jsonl").open("ab") as handle:
+        handle.write(b'{"type":"message","id":"cut')
+    with ledger.locked():
+        ledger.record("message", "b")
+    assert [r["id"] for r in ledger.history.read(START - dt.timedelta(days=1))] == ["a", "b"]
+
+
+def test_state_file_is_written_only_by_its_owner(tmp_path: Path) -> None:
+    """The state folder and files are private to supportd's user (they hold customer addresses)."""
+    ledger = Ledger.open(tmp_path / "state", FakeClock(START))
+    with ledger.locked():
+        ledger.set_meta("x", 1)
+    assert (tmp_path / "state").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "state" / "state.json").stat().st_mode & 0o077 == 0
+
+
+def ticket(number: int, state: str = "open") -> dict[str, object]:
+    return {"number": number, "customer": f"c{number}@example.org", "state": state, "due": "2026-11-25T10:00:00Z"}
+
+
+def test_open_tickets_fold_into_a_base_file_and_read_back_the_same(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FOLD_AT changed tickets, a commit moves them to tickets.G.jsonl; every ticket reads back unchanged."""
+    monkeypatch.setattr(ledger_module, "FOLD_AT", 5)
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    with ledger.locked():
+        for number in range(1001, 1021):
+            ledger.put("tickets", "number", ticket(number))
+    assert (tmp_path / "tickets.1.jsonl").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["tickets"] == {}
+    with ledger.locked():
+        ledger.patch("tickets", "number", 1003, state="answered")
+        ledger.remove("tickets", "number", [1004])
+        ledger.put("tickets", "number", ticket(1021))
+    for reader in (ledger, Ledger.open(tmp_path, FakeClock(START))):
+        assert reader.get("tickets", number=1003) == {**ticket(1003), "state": "answered"}
+        assert reader.get("tickets", number=1004) is None
+        assert [t["number"] for t in reader.find("tickets", state="open")] == [
+            n for n in range(1001, 1022) if n not in (1003, 1004)]
+    whole = read_state_file(tmp_path / "state.json")
+    assert sorted(t["number"] for t in whole["tickets"].values()) == [n for n in range(1001, 1022) if n != 1004]
+    assert "tickets_base" not in whole
+
+
+def test_killed_between_the_ticket_fold_and_the_commit_the_state_is_the_last_commit(tmp_path: Path) -> None:
+    """A kill after the new tickets file is written but before state.json names it leaves the previous state."""
+    script = textwrap.dedent("""
+        import sys, pathlib
+        from supportd.base.clock import SystemClock
+        from supportd.state.ledger import Ledger
+        ledger = Ledger.open(pathlib.Path(sys.argv[1]), SystemClock())
+        for batch in range(3):
+            with ledger.locked():
+                for n in range(4):
+                    number = 1000 + batch * 4 + n
+                    ledger.put("tickets", "number", {"number": number, "state": "open"})
+                ledger.set_meta("batch", batch)
+    """)
+    env = {**os.environ, "SUPPORTD_FOLD_TICKETS": "5", "SUPPORTD_CRASH_AT": "tickets-folded@1"}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=False)
+    assert result.returncode == -signal.SIGKILL
+    assert (tmp_path / "tickets.1.jsonl").exists()  # written, but not yet named by state.json
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    assert ledger.meta("batch") == 0
+    assert [t["number"] for t in ledger.find("tickets")] == [1000, 1001, 1002, 1003]
+    with ledger.locked():  # and the next fold writes generation 1 again, over the orphan
+        for number in range(1004, 1010):
+            ledger.put("tickets", "number", {"number": number, "state": "open"})
+    assert len(Ledger.open(tmp_path, FakeClock(START)).find("tickets")) == 10
+
+
+def test_a_damaged_tickets_file_is_reported_not_read_as_no_tickets(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tickets file cut short stops supportd with the same clear message as a damaged state file."""
+    monkeypatch.setattr(ledger_module, "FOLD_AT", 2)
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    with ledger.locked():
+        for number in range(1001, 1006):
+            ledger.put("tickets", "number", ticket(number))
+    base = tmp_path / "tickets.1.jsonl"
+    base.write_bytes(base.read_bytes()[:-20])
+    with pytest.raises(StateError, match=r"damaged.*tickets\.1\.jsonl.*supportd recover"):
+        Ledger.open(tmp_path, FakeClock(START))
