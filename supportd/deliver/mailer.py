@@ -30,21 +30,22 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import aiosmtplib
 
 from supportd.base.config import SmtpConfig
+from supportd.deliver.envelope import LOGIN as LOGIN
+from supportd.deliver.envelope import LOGIN_CODES, classify_code
+from supportd.deliver.envelope import PERMANENT as PERMANENT
+from supportd.deliver.envelope import SENT as SENT
+from supportd.deliver.envelope import TEMPORARY as TEMPORARY
+from supportd.deliver.envelope import Envelope as Envelope
+from supportd.deliver.envelope import Result as Result
 from supportd.service import faults
 
 log = logging.getLogger(__name__)
 LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
 LEADING_DOT = re.compile(rb"(?m)^\.")
-SENT, TEMPORARY, PERMANENT, LOGIN = "sent", "temporary", "permanent", "login"
-# 530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 encryption needed
-LOGIN_CODES = frozenset({530, 534, 535, 538})
-
-
 class LoginRefused(Exception):
     """The SMTP server refused our login, the password could not be read, or the server's certificate
     is not trusted: the settings' fault, never the message's. ``code`` is the server's, or 0."""
@@ -53,30 +54,6 @@ class LoginRefused(Exception):
         super().__init__(f"{code} {detail}".strip())
         self.code = code
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class Envelope:
-    id: str
-    mail_from: str
-    to: str
-    raw: bytes
-
-
-@dataclass(frozen=True)
-class Result:
-    id: str
-    status: str
-    code: int = 250
-    detail: str = ""
-
-
-def classify_code(code: int) -> str:
-    """A login problem is the settings' fault; other 5xx are permanent; 4xx, a lost connection (-1)
-    or anything odd is worth another try later."""
-    if code in LOGIN_CODES:
-        return LOGIN
-    return PERMANENT if 500 <= code < 600 else TEMPORARY
 
 
 def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:

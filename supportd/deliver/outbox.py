@@ -28,10 +28,16 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supportd.base.clock import iso, parse_iso
-from supportd.deliver.mailer import LOGIN, PERMANENT, SENT, Envelope, Mailer, Result
+from supportd.deliver.envelope import COMMITTING as COMMITTING
+from supportd.deliver.envelope import FAILED as FAILED
+from supportd.deliver.envelope import LOGIN, PERMANENT, SENT, Envelope, Result
+from supportd.deliver.envelope import PENDING_STATES as PENDING_STATES
+from supportd.deliver.envelope import QUEUED as QUEUED
+from supportd.deliver.envelope import RETRY as RETRY
+from supportd.deliver.envelope import UNSENT_STATES as UNSENT_STATES
 from supportd.deliver.replies import build_email
 from supportd.intake.identity import display_name_for_reply
 from supportd.intake.message import Inbound
@@ -40,10 +46,10 @@ from supportd.service import faults
 from supportd.service.context import Context
 from supportd.state.ledger import Doc
 
+if TYPE_CHECKING:  # the SMTP client is the daemon's: composing and queuing need no network library
+    from supportd.deliver.mailer import Mailer
+
 log = logging.getLogger(__name__)
-QUEUED, COMMITTING, RETRY, FAILED = "queued", "committing", "retry", "failed"
-PENDING_STATES = (QUEUED, RETRY)
-UNSENT_STATES = (QUEUED, RETRY, COMMITTING)  # then SENT (supportd.deliver.mailer) or FAILED
 MAX_RETRY_SECONDS = 3600
 # A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
 UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from supportd.act import pending, tickets
 from supportd.act.tickets import STALE_DAYS, open_tickets
 from supportd.base.clock import iso, parse_iso
-from supportd.deliver.outbox import FAILED, PENDING_STATES, Outgoing, queue
+from supportd.deliver.envelope import FAILED, PENDING_STATES
+from supportd.deliver.outbox import Outgoing, queue
 from supportd.deliver.replies import Rendered, build_email
 from supportd.intake.msgids import make_message_id
 from supportd.owner.alerts import CAUSES, human_duration, human_moment

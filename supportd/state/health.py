@@ -21,7 +21,7 @@ import orjson
 
 from supportd.base.clock import iso, parse_iso
 from supportd.base.errors import StateError
-from supportd.deliver.outbox import UNSENT_STATES
+from supportd.deliver.envelope import UNSENT_STATES
 from supportd.state.ledger import QUARANTINED, STATE_FILE, History, atomic_write, read_state_file
 
 HEALTH_FILE = "health.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -151,13 +152,26 @@ def test_demo_shows_decisions_and_the_replies_customers_received() -> None:
     assert "We accept PayPal, Visa, Mastercard and bank transfer" in out  # an FAQ answered at once
 
 
+def _loaded_by(imports: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``imports``."""
+    probe = f"import sys\n{imports}\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    loaded: list[str] = ast.literal_eval(result.stdout.strip())
+    return loaded
+
+
 def test_offline_try_loads_neither_the_daemon_nor_imap_nor_the_scheduler() -> None:
     """`supportd try` reads the rules without the daemon: no IMAP client, no scheduler, no daemon module."""
-    probe = ("import sys, supportd.service.cli, supportd.service.tryout; print(sorted(m for m in sys.modules if m in "
-             "('supportd.service.daemon', 'supportd.intake.inbox', 'supportd.service.scheduler', 'imapclient', "
-             "'schedule')))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert result.stdout.strip() == "[]"
+    assert _loaded_by("import supportd.service.cli, supportd.service.tryout", (
+        "supportd.service.daemon", "supportd.intake.inbox", "supportd.service.scheduler", "imapclient",
+        "schedule")) == []
+
+
+def test_offline_try_and_status_load_no_mail_library() -> None:
+    """`supportd try` and `supportd status` work without a mail server: neither aiosmtplib nor imapclient is loaded."""
+    imports = ("import supportd.service.cli, supportd.service.tryout, supportd.state.health, supportd.state.writer\n"
+               "from supportd.service.tryout import try_context")
+    assert _loaded_by(imports, ("aiosmtplib", "imapclient")) == []
 
 
 def test_nothing_in_the_installed_daemon_can_install_packages() -> None:
