@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI: what a user gets from an ordinary (not editable) install. Builds the wheel, installs it into
 # a fresh venv in a temp folder, and runs `supportd init`, `check` and `try` from that venv, so a
-# data file left out of the wheel (rules/, replies/, replies/snippets/) fails here, not on a server.
+# data file left out of the wheel (rules/, replies/, replies/snippets/, the digest's
+# supportd/owner/templates/) fails here, not on a server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/supportd-wheel-XXXXXX)
@@ -11,6 +12,7 @@ rm -rf build  # setuptools reuses build/lib: a module moved away would still shi
 .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$work/dist" .
 /usr/bin/python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/dist/supportd-*.whl
+src=$PWD
 cd "$work"  # nothing from the source tree on the path: only what the wheel installed
 "$work/venv/bin/supportd" init "$work/etc" >/dev/null
 "$work/venv/bin/supportd" check --config "$work/etc/supportd.yaml"
@@ -22,6 +24,11 @@ if "$work/venv/bin/python" -c 'import supportd_testing' 2>/dev/null; then
   echo "wheel-check: the wheel holds test support (supportd_testing)" >&2; exit 1
 fi
 package=$("$work/venv/bin/python" -c 'import supportd, os; print(os.path.dirname(supportd.__file__))')
+for template in "$src"/supportd/owner/templates/*; do  # the digest's page (package data, not data_files)
+  if [ ! -f "$package/owner/templates/$(basename "$template")" ]; then
+    echo "wheel-check: the wheel lacks $template (setup.cfg package_data)" >&2; exit 1
+  fi
+done
 if grep -rnE --include='*.py' "[\"'](apt-get|pip|sudo)[\"']" "$package"; then
   echo "wheel-check: the installed daemon runs a package manager (above)" >&2; exit 1
 fi

@@ -110,19 +110,26 @@ class Rendered:
     html: str | None
 
 
+def sandboxed_environment(folder: Path) -> SandboxedEnvironment:
+    """The one Jinja2 environment supportd renders templates in (replies, FAQ answers, the digest's page):
+    the sandbox, an unknown variable is an error, ``.html`` templates are autoescaped (a value can never
+    become markup), and block tags leave no blank lines behind."""
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 class Replies:
     """The owner's reply templates."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(folder)),
-            undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-            keep_trailing_newline=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self.env = sandboxed_environment(folder)
         self._answers: dict[str, jinja2.Template] = {}  # FAQ answers, compiled once
         self._our_text: OurText | None = None
         self.more_of_our_text: list[str] = []  # templates kept elsewhere: the FAQ's answers

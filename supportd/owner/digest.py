@@ -11,7 +11,8 @@ supportd did not see.
 What: facts first (numbers against the week before), then small bar charts, then the lists that
 need the owner (overdue tickets, customers thinking of leaving, mail set aside), then the rest.
 Everything comes from the history (``history/YYYY-MM.jsonl``) and the open tickets; the owner
-sees human dates and durations, never record ids or ISO timestamps. HTML uses inline styles and
+sees human dates and durations, never record ids or ISO timestamps. The HTML part is the template
+``templates/digest.html`` (the owner may restyle it: see ``render_html``); it uses inline styles and
 tables only (what common mail clients render, no images, no external CSS); the text part carries
 the same facts.
 """
@@ -19,25 +20,33 @@ the same facts.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import logging
 import statistics
 import textwrap
+import traceback
 import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
 
 from supportd.act import pending, tickets
 from supportd.act.tickets import STALE_DAYS, open_tickets
 from supportd.base.clock import iso, parse_iso
+from supportd.base.config import Config
+from supportd.base.errors import Problem
 from supportd.deliver.envelope import FAILED, PENDING_STATES
 from supportd.deliver.outbox import Outgoing, queue
-from supportd.deliver.replies import Rendered, build_email
+from supportd.deliver.replies import Rendered, build_email, sandboxed_environment
 from supportd.intake.msgids import make_message_id
 from supportd.owner.alerts import CAUSES, human_duration, human_moment
 from supportd.owner.unanswered import common_questions
 from supportd.service.context import Context
 from supportd.state.ledger import DONE, QUARANTINED, Doc
 
+log = logging.getLogger(__name__)
 MAX_ROWS = 25
 # Why a reply was held back, in the owner's words (from ``guard`` check names and skip reasons).
 HELD_BACK = {
@@ -411,7 +420,7 @@ class Section:
     note: str = ""
 
 
-def sections(ctx: Context, facts: DigestFacts) -> list[Section]:
+def sections(facts: DigestFacts) -> list[Section]:
     """The lists after the headline and the charts, the ones that need the owner first."""
     now, zone = facts.now, facts.week.zone.key
     overdue_numbers = {t["number"] for t in facts.overdue}
@@ -498,7 +507,7 @@ def render_text(ctx: Context, facts: DigestFacts) -> str:
     out = [f"{ctx.config.shop.name}: your support week, {facts.week.label}", ""]
     out += [f"* {line}" for line in headline(facts)]
     out += _text_charts(facts)
-    for section in sections(ctx, facts):
+    for section in sections(facts):
         out += ["", f"{section.title}:"]
         out += [textwrap.fill(item, 100, initial_indent="  - ", subsequent_indent="    ")
                 for item in section.items[:MAX_ROWS]]
@@ -531,121 +540,154 @@ def _text_charts(facts: DigestFacts) -> list[str]:
 
 
 # ---------------------------------------------------------------- the HTML part
+#
+# The page is a template (``templates/digest.html``, Jinja2 in the replies' sandbox, autoescaped), so the
+# owner can restyle it with a copy in ``templates/`` beside their config. Here only the values are made:
+# the facts in words and the bar sizes in pixels; colours, fonts and layout are the template's.
 
-FONT = "font-family:Arial,Helvetica,sans-serif;"
-BLUE, PALE, RED, GREY = "#2a7ae2", "#c8d6ea", "#c0392b", "#777777"
-CELL = f"padding:5px 8px;border-bottom:1px solid #eeeeee;{FONT}font-size:14px;color:#222222;"
-HEAD = f"{FONT}font-size:16px;font-weight:bold;color:#222222;margin:22px 0 6px;"
-NOTE = f"{FONT}font-size:12px;color:{GREY};margin:4px 0 0;"
-
-
-def _bar(value: int, largest: int, colour: str, width: int = 220) -> str:
-    """A horizontal bar as a one-cell table (what mail clients render; no images)."""
-    size = 0 if largest <= 0 or value <= 0 else max(3, round(width * value / largest))
-    if not size:
-        return f'<div style="height:10px;margin:2px 0;{FONT}font-size:1px">&nbsp;</div>'
-    return (f'<table role="presentation" cellpadding="0" cellspacing="0" style="margin:2px 0"><tr>'
-            f'<td style="background:{colour};width:{size}px;height:10px;font-size:1px;line-height:1px">&nbsp;'
-            '</td></tr></table>')
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+HTML_TEMPLATE = "digest.html"
+URGENT = ("Overdue tickets", "Set aside for you (quarantined)")
 
 
-def _tile(number: str, label: str, colour: str = "#222222") -> str:
-    return (f'<td width="25%" style="width:25%;padding:10px 6px;text-align:center;vertical-align:top;'
-            'background:#f4f7fb;border:4px solid #ffffff">'
-            f'<div style="{FONT}font-size:26px;font-weight:bold;color:{colour}">{html.escape(number)}</div>'
-            f'<div style="{FONT}font-size:12px;color:{GREY}">{html.escape(label)}</div></td>')
+@dataclass(frozen=True)
+class Tile:
+    """One of the numbers at the top; ``alarm``: it needs the owner."""
+
+    number: str
+    label: str
+    alarm: bool = False
 
 
-def _tiles(facts: DigestFacts) -> str:
+@dataclass(frozen=True)
+class IntentRow:
+    name: str
+    this: int
+    before: int
+    this_width: int  # bar length in pixels, 0 for none
+    before_width: int
+
+
+@dataclass(frozen=True)
+class DayColumn:
+    label: str
+    count: int
+    height: int  # pixels, 0 for none
+
+
+@dataclass(frozen=True)
+class ShownSection:
+    """A ``Section`` as the page shows it: at most ``MAX_ROWS`` items, and how many were left out."""
+
+    title: str
+    items: list[str]
+    more: int
+    note: str
+    urgent: bool
+
+
+@dataclass(frozen=True)
+class HtmlPart:
+    """The rendered page, and why the owner's own template was not used (None when it was, or there is none)."""
+
+    html: str
+    problem: Problem | None
+
+
+def _bar_size(value: int, largest: int, length: int) -> int:
+    """Pixels for ``value`` on a bar of ``length`` for ``largest``; a count above 0 is never invisible."""
+    return 0 if largest <= 0 or value <= 0 else max(3, round(length * value / largest))
+
+
+def _tiles(facts: DigestFacts) -> list[Tile]:
     before = sum(facts.requests_before.values())
     median = human_duration(statistics.median(facts.ack_seconds)) if facts.ack_seconds else "none"
     median = "< 1 s" if median == "under a second" else median
     overdue = len(facts.overdue)
-    alerts = facts.alerts
-    return ('<table role="presentation" cellpadding="0" cellspacing="0" width="100%"><tr>'
-            + _tile(str(facts.total), f"new requests ({before} the week before)")
-            + _tile(median, "median time to acknowledge")
-            + _tile(f"{len(facts.open_tickets)} / {overdue}", "tickets open / overdue", RED if overdue else "#222222")
-            + _tile(str(alerts), "alerts for you" + (f" ({facts.alerts_unsent} not delivered)"
-                                                      if facts.alerts_unsent else ""), RED if facts.alerts_unsent
-                    else "#222222")
-            + "</tr></table>")
+    unsent = f" ({facts.alerts_unsent} not delivered)" if facts.alerts_unsent else ""
+    return [Tile(str(facts.total), f"new requests ({before} the week before)"),
+            Tile(median, "median time to acknowledge"),
+            Tile(f"{len(facts.open_tickets)} / {overdue}", "tickets open / overdue", bool(overdue)),
+            Tile(str(facts.alerts), "alerts for you" + unsent, bool(facts.alerts_unsent))]
 
 
-def _intent_chart(facts: DigestFacts) -> str:
-    intents = _intents(facts)
-    if not intents:
-        return ""
+def _intent_rows(facts: DigestFacts) -> list[IntentRow]:
     largest = max([*facts.requests.values(), *facts.requests_before.values(), 1])
-    rows = "".join(
-        f'<tr><td style="{CELL}width:130px">{html.escape(intent_name(i))}</td>'
-        f'<td style="{CELL}text-align:right;width:36px"><b>{facts.requests[i]}</b><br>'
-        f'<span style="color:{GREY};font-size:12px">{facts.requests_before[i]}</span></td>'
-        f'<td style="{CELL}">{_bar(facts.requests[i], largest, BLUE)}{_bar(facts.requests_before[i], largest, PALE)}'
-        '</td></tr>'
-        for i in intents)
-    return (f'<p style="{HEAD}">New requests per kind</p>'
-            f'<p style="{NOTE}"><span style="color:{BLUE}">&#9632;</span> this week &nbsp; '
-            f'<span style="color:{PALE}">&#9632;</span> the week before</p>'
-            f'<table role="presentation" cellpadding="0" cellspacing="0" width="100%">{rows}</table>')
+    return [IntentRow(intent_name(i), facts.requests[i], facts.requests_before[i],
+                      _bar_size(facts.requests[i], largest, 220), _bar_size(facts.requests_before[i], largest, 220))
+            for i in _intents(facts)]
 
 
-def _day_chart(facts: DigestFacts) -> str:
-    """Columns of the week's days, with the count above and the day below, in one table so they line up."""
+def _day_columns(facts: DigestFacts) -> list[DayColumn]:
     if not facts.per_day:
-        return ""
+        return []
     largest = max(facts.per_day.values())
-    counts, bars, labels = [], [], []
-    for day in facts.week.days():
-        count = facts.per_day[day]
-        height = 0 if not count else max(3, round(60 * count / largest))
-        counts.append(f'<td style="width:46px;text-align:center;vertical-align:bottom;{FONT}font-size:12px;'
-                      f'color:#222222;padding:0 3px">{count or "&nbsp;"}</td>')
-        bar = (f'<div style="background:{BLUE};width:24px;height:{height}px;margin:0 auto;font-size:1px;'
-               'line-height:1px">&nbsp;</div>' if height else "")
-        bars.append(f'<td style="height:64px;vertical-align:bottom;border-bottom:1px solid #cccccc;'
-                    f'padding:0 3px">{bar}</td>')
-        labels.append(f'<td style="text-align:center;{FONT}font-size:11px;color:{GREY};padding:3px 3px 0">'
-                      f'{html.escape(_day_label(day))}</td>')
-    return (f'<p style="{HEAD}">Customer mail per day</p>'
-            '<table role="presentation" cellpadding="0" cellspacing="0">'
-            f'<tr>{"".join(counts)}</tr><tr>{"".join(bars)}</tr><tr>{"".join(labels)}</tr></table>')
+    return [DayColumn(_day_label(day), facts.per_day[day], _bar_size(facts.per_day[day], largest, 60))
+            for day in facts.week.days()]
 
 
-def _html_section(section: Section, urgent: bool = False) -> str:
-    rows = "".join(f'<tr><td style="{CELL}">{html.escape(item)}</td></tr>' for item in section.items[:MAX_ROWS])
-    if len(section.items) > MAX_ROWS:
-        rows += f'<tr><td style="{CELL}color:{GREY}">... and {len(section.items) - MAX_ROWS} more</td></tr>'
-    colour = f"color:{RED};" if urgent else ""
-    note = f'<p style="{NOTE}">{html.escape(section.note)}</p>' if section.note else ""
-    return (f'<p style="{HEAD}{colour}">{html.escape(section.title)}</p>'
-            f'<table role="presentation" cellpadding="0" cellspacing="0" width="100%">{rows}</table>{note}')
+def html_values(shop_name: str, facts: DigestFacts) -> dict[str, Any]:
+    """What the HTML template is given (its header lists them for the owner)."""
+    shown = [ShownSection(s.title, s.items[:MAX_ROWS], max(0, len(s.items) - MAX_ROWS), s.note, s.title in URGENT)
+             for s in sections(facts)]
+    return {"shop": shop_name, "week": facts.week.label, "problem": "", "tiles": _tiles(facts),
+            "headline": headline(facts), "intents": _intent_rows(facts), "days": _day_columns(facts),
+            "sections": shown}
 
 
-def render_html(ctx: Context, facts: DigestFacts) -> str:
-    esc = html.escape
-    facts_html = "".join(f'<li style="margin:5px 0;{FONT}font-size:15px;color:#222222">{esc(line)}</li>'
-                         for line in headline(facts))
-    lists = sections(ctx, facts)
-    urgent = {"Overdue tickets", "Set aside for you (quarantined)"}
-    parts = [
-        '<!doctype html><html><head><meta charset="utf-8"></head>'
-        '<body style="margin:0;padding:16px;background:#f0f0f0">',
-        '<table role="presentation" cellpadding="0" cellspacing="0" width="100%" '
-        'style="max-width:680px;margin:0 auto;background:#ffffff"><tr><td style="padding:20px">',
-        f'<p style="{FONT}font-size:20px;font-weight:bold;color:#222222;margin:0 0 2px">'
-        f'{esc(ctx.config.shop.name)}: your support week</p>',
-        f'<p style="{FONT}font-size:13px;color:{GREY};margin:0 0 12px">{esc(facts.week.label)}</p>',
-        _tiles(facts),
-        f'<ul style="padding-left:20px;margin:14px 0 0">{facts_html}</ul>',
-        _intent_chart(facts),
-        _day_chart(facts),
-        *(_html_section(s, s.title in urgent) for s in lists),
-        f'<p style="{NOTE}margin-top:24px">supportd\'s weekly digest. Open tickets: '
-        '<code>supportd tickets</code></p>',
-        "</td></tr></table></body></html>",
-    ]
-    return "".join(parts)
+def owner_template(config: Config) -> Path | None:
+    """The owner's own ``templates/digest.html`` beside their config file, when there is one."""
+    if config.source is None:
+        return None
+    path = config.source.resolve().parent / "templates" / HTML_TEMPLATE
+    return path if path.is_file() else None
+
+
+def render_html(config: Config, facts: DigestFacts) -> HtmlPart:
+    """The page, from the owner's template when there is one that works, else from the shipped one.
+
+    A broken owner template never costs the owner their digest: the shipped one is used, and the page
+    (and the log) says which file and line did not work.
+    """
+    values = html_values(config.shop.name, facts)
+    own = owner_template(config)
+    problem = None
+    if own is not None:
+        try:
+            return HtmlPart(_render(own.parent, values), None)
+        except Exception as exc:
+            problem = template_problem(own, exc)
+            log.error("%s", problem)
+    return HtmlPart(_render(TEMPLATES, {**values, "problem": fallback_notice(problem) if problem else ""}), problem)
+
+
+def fallback_notice(problem: Problem) -> str:
+    return f"your digest template could not be used ({problem}); this digest uses the shipped one."
+
+
+def _render(folder: Path, values: dict[str, Any]) -> str:
+    return sandboxed_environment(folder).get_template(HTML_TEMPLATE).render(values)
+
+
+def template_problem(path: Path, exc: Exception) -> Problem:
+    """``file:line: what is wrong`` for a template that would not render (the line from Jinja2's traceback)."""
+    line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None
+    if line is None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+        line = frames[-1].lineno if frames else 1
+    what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+    return Problem(str(path), line or 1, f"digest template: {what} ({type(exc).__name__}); the digest uses "
+                                         "the shipped template until this is fixed", warning=True)
+
+
+def check_template(config: Config, now: dt.datetime) -> list[Problem]:
+    """``supportd check``: the owner's digest template, rendered once with a sample week."""
+    if owner_template(config) is None:
+        return []
+    week = Week(start=now - dt.timedelta(days=7), end=now, zone=zoneinfo.ZoneInfo(config.digest.timezone))
+    facts = DigestFacts(week=week, now=now, requests=Counter({"defect": 2}), per_day=Counter({week.days()[0]: 2}))
+    problem = render_html(config, facts).problem
+    return [problem] if problem else []
 
 
 # ---------------------------------------------------------------- the email
@@ -654,7 +696,11 @@ def render_html(ctx: Context, facts: DigestFacts) -> str:
 def compose_digest(ctx: Context, week: Week, ref: str = "") -> Outgoing:
     """The digest for ``week`` as a mail to the owner. ``ref`` tells apart digests sent by hand."""
     facts = gather(ctx, week)
-    rendered = Rendered(text=render_text(ctx, facts), html=render_html(ctx, facts))
+    page = render_html(ctx.config, facts)
+    text = render_text(ctx, facts)
+    if page.problem:  # the owner hears why their template was not used, in the mail they were waiting for
+        text = f"Note: {fallback_notice(page.problem)}\n\n{text}"
+    rendered = Rendered(text=text, html=page.html)
     shop = ctx.config.shop
     message_id = make_message_id(ctx.secret, "digest", ref or week.end.strftime("%Y%m%d%H%M"), "digest",
                                  shop.message_id_domain)

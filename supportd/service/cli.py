@@ -146,6 +146,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from supportd.deliver.replies import Replies
+    from supportd.owner import digest
     from supportd.service.ownerfiles import load_rules_and_replies
 
     config = load(args) if (args.config or os.environ.get("SUPPORTD_CONFIG") or
@@ -162,6 +163,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if rule.reply:
                 intent_replies.setdefault(rule.intent, set()).add(rule.reply)
         problems.extend(p for p in Replies(config.replies_dir).check(intent_replies) if p.warning)
+    problems.extend(digest.check_template(config, SystemClock().now()))
     if problems:
         for problem in sorted(set(problems)):
             print(problem)
@@ -207,7 +209,10 @@ def cmd_digest(args: argparse.Namespace) -> int:
     facts = digest.gather(ctx, week)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "digest.html").write_text(digest.render_html(ctx, facts), encoding="utf-8")
+    page = digest.render_html(ctx.config, facts)
+    if page.problem:
+        print(f"{page.problem} (digest.html below uses the shipped template)", file=sys.stderr)
+    (out / "digest.html").write_text(page.html, encoding="utf-8")
     (out / "digest.txt").write_text(digest.render_text(ctx, facts), encoding="utf-8")
     print(f"wrote {out / 'digest.html'} and {out / 'digest.txt'} (nothing sent)")
     return EXIT_OK

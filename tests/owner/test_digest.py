@@ -327,3 +327,67 @@ def test_changes_made_by_a_hook_are_counted(world: World, tmp_path: Path) -> Non
     text = (tmp_path / "digest.txt").read_text()
     assert "Confirmations: 1 asked, 1 confirmed, 0 refused, 0 expired; 1 change made." in text
     assert "  - 1 × order cancelled\n" in text
+
+
+# ---------------------------------------------------------------- the page's template
+
+
+def own_template(world: World, source: str) -> Path:
+    """The owner's restyled page, in templates/ beside their config."""
+    path = world.config_path.parent / "templates" / "digest.html"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+def test_customer_text_in_the_digest_page_stays_text(world: World, tmp_path: Path) -> None:
+    """A subject with markup or template syntax is shown as written on the page: escaped, never run."""
+    configure(world)
+    world.deliver(mail("The vase arrived broken.", sender="v@example.org",
+                       subject="<script>x</script>{{ config }}{% if 1 %}y{% endif %}"))
+    world.once()
+    assert cli.main(["digest", "--preview", "--out", str(tmp_path), "--config", str(world.config_path)]) == 0
+    page = (tmp_path / "digest.html").read_text()
+    assert "#1001 &lt;script&gt;x&lt;/script&gt;{{ config }}{% if 1 %}y{% endif %} – v@example.org" in page
+    assert "<script" not in page
+
+
+def test_the_owner_restyles_the_page_with_a_template_beside_the_config(world: World, tmp_path: Path) -> None:
+    """templates/digest.html beside the config replaces the shipped page; the text part stays as it is."""
+    configure(world)
+    own_template(world, "<html><body style=\"background:#000\"><h1>{{ shop }}: {{ week }}</h1>\n"
+                        "{% for s in sections %}<h2>{{ s.title }}</h2>{% for i in s.items %}<p>{{ i }}</p>"
+                        "{% endfor %}{% endfor %}</body></html>\n")
+    world.deliver(mail("The vase arrived broken.", sender="v@example.org", subject="Vase"))
+    world.once()
+    assert cli.main(["check", "--config", str(world.config_path)]) == 0
+    assert cli.main(["digest", "--send", "--config", str(world.config_path)]) == 0
+    [sent] = digests(world)
+    page = html_of(sent)
+    assert page.startswith('<html><body style="background:#000"><h1>Example Shop: ')
+    assert "<h2>Open tickets</h2><p>#1001 Vase – v@example.org, open" in page
+    assert "could not be used" not in page + text_of(sent)
+
+
+@pytest.mark.parametrize(("source", "line", "what"), [
+    ("<p>{{ shop }}</p>\n<p>{% for t in tiles %}{{ t.number }}</p>\n", 2, "Unexpected end of template"),
+    ("<p>{{ shop }}</p>\n\n<p>{{ no_such_value }}</p>\n", 3, "'no_such_value' is undefined"),
+    ("<p>{{ shop }}</p>\n<p>{{ shop.__class__.__mro__ }}</p>\n", 2, "unsafe"),
+])
+def test_a_broken_page_template_is_named_and_the_digest_still_goes_out(
+        world: World, capsys: pytest.CaptureFixture[str], source: str, line: int, what: str) -> None:
+    """check names the file and line; the digest goes out with the shipped page and says why."""
+    configure(world)
+    path = own_template(world, source)
+    world.deliver(mail("The vase arrived broken.", sender="v@example.org", subject="Vase"))
+    world.once()
+    capsys.readouterr()
+    assert cli.main(["check", "--config", str(world.config_path)]) != 0
+    reported = capsys.readouterr().out
+    assert f"{path}:{line}: digest template: " in reported and what in reported
+    assert cli.main(["digest", "--send", "--config", str(world.config_path)]) == 0
+    [sent] = digests(world)
+    for part in (text_of(sent), html_of(sent)):
+        assert "your digest template could not be used" in part and f"digest.html:{line}" in part
+        assert "1 new request this week" in part  # the facts are all there, from the shipped page
+    assert "background:#2a7ae2" in html_of(sent)

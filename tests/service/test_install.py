@@ -92,3 +92,9 @@ def test_readme_install_section_works_as_written(root: Path) -> None:
     installed = {str(p.relative_to(root / "etc/supportd")) for p in (root / "etc/supportd").rglob("*")
                  if p.is_file() and p.parts[-2:][0] != "credentials" and p.name != "supportd.yaml"}
     assert shipped <= installed, f"missing from a non-editable install (setup.cfg data_files): {shipped - installed}"
+    where = "import supportd, os; print(os.path.dirname(supportd.__file__))"
+    package = subprocess.run([str(venv / "bin/python"), "-c", where], capture_output=True, text=True, check=True,
+                             cwd=root).stdout.strip()
+    templates = {p.name for p in (REPO / "supportd/owner/templates").iterdir()}
+    missing = {name for name in templates if not (Path(package) / "owner/templates" / name).is_file()}
+    assert not missing, f"missing from a non-editable install (setup.cfg package_data): {missing}"
