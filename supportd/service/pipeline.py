@@ -41,7 +41,8 @@ from supportd.decide.actions import Plan, apply_plan, plan_message
 from supportd.decide.budget import DecisionTimeout, decision_budget
 from supportd.deliver import outbox
 from supportd.deliver.mailer import SENT, Mailer  # SENT: a reply's outbox state once the server took it
-from supportd.intake.inbox import Mailbox, Stored
+from supportd.deliver.sentcopy import SentCopier
+from supportd.intake.inbox import Landed, Mailbox, Stored
 from supportd.intake.message import Inbound, message_id_of, parse
 from supportd.intake.msgids import read_message_id
 from supportd.owner import alerts as owner
@@ -53,6 +54,11 @@ from supportd.state.ledger import CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED,
 log = logging.getLogger(__name__)
 
 
+# A pass keeps the decision summaries (reply text included) of its first PLANS_KEPT messages only,
+# for ``supportd once`` and the tests: kept for every message they were 0.5 KB+ each for the whole pass.
+PLANS_KEPT = 200
+
+
 @dataclass
 class PassReport:
     """What one pass did, for logs, ``supportd once`` and the tests."""
@@ -61,7 +67,11 @@ class PassReport:
     acknowledged: int = 0
     quarantined: int = 0
     sent: int = 0
-    plans: list[dict[str, Any]] = field(default_factory=list)
+    plans: list[dict[str, Any]] = field(default_factory=list)  # the first PLANS_KEPT decisions
+
+    def keep_plan(self, plan: dict[str, Any]) -> None:
+        if len(self.plans) < PLANS_KEPT:
+            self.plans.append(plan)
 
 
 class Pipeline:
@@ -74,6 +84,8 @@ class Pipeline:
         self.recovered = False
         self.last_look: dt.datetime | None = None  # when this process last searched the folder
         self.look_before: dt.datetime | None = None  # the search before the current one
+        self.sent_copier = SentCopier(mailbox.config)  # Sent copies while the next batch is decided
+        self.own_copies: Landed = frozenset()  # our Sent copies since the last scan: not fetched back
 
     @property
     def ledger(self) -> Ledger:
@@ -96,13 +108,19 @@ class Pipeline:
                 self.recovered = True
             self._finish()
             finished = True
-            for batch in self._batches():
-                if self.should_stop():
-                    finished = False
-                    break
-                self._handle_batch(batch, report)
-                self._send_due(report)  # each batch goes all the way, so the hot state stays one batch big
-                self._finish()
+            try:
+                batches = self._batches()
+                for number, batch in enumerate(batches, start=1):
+                    if self.should_stop():
+                        finished = False
+                        break
+                    self._handle_batch(batch, report)
+                    self._send_due(report)  # each batch goes all the way, so the hot state stays small
+                    self._finish(copy_meanwhile=number < len(batches))
+                self._finish()  # the last copies in flight, if a stop came between batches
+            finally:
+                self._note_copied(self.sent_copier.settle())
+                self.sent_copier.close()
             if finished and self.recovering:
                 self.ledger.set_meta("recovering", False)
                 log.info("recovery finished: every message in the folder has been checked")
@@ -127,8 +145,9 @@ class Pipeline:
         cursor: dict[str, Any] = self.ledger.meta("sent_cursor") or {}
         created = self.ledger.meta("created")
         since = (parse_iso(created) if created else self.ctx.now()) - dt.timedelta(days=1)
+        own, self.own_copies = self.own_copies | self.sent_copier.take_landed(), frozenset()
         uidvalidity, high, found = self.mailbox.sent_since(int(cursor.get("uidvalidity", 0)),
-                                                           int(cursor.get("high", 0)), since.date())
+                                                           int(cursor.get("high", 0)), since.date(), own)
         if not uidvalidity or (uidvalidity, high) == (cursor.get("uidvalidity"), cursor.get("high")):
             return 0
         answered = 0
@@ -282,7 +301,7 @@ class Pipeline:
         )
         report.handled += 1
         report.acknowledged += 1 if plan.customer_reply else 0
-        report.plans.append({"key": record["key"], **summary})
+        report.keep_plan({"key": record["key"], **summary})
         _log_decision(record, plan.msg.message_id, summary, time.perf_counter() - started)
         return True
 
@@ -336,9 +355,20 @@ class Pipeline:
             results = outbox.send(self.ctx, self.mailer, entries)
             report.sent += sum(1 for r in results if r.status == SENT)
 
-    def _finish(self) -> None:
-        """Copy sent replies to Sent, mark finished messages on the server, move both to the history."""
-        self._copy_sent()
+    def _finish(self, copy_meanwhile: bool = False) -> None:
+        """Copy sent replies to Sent, mark finished messages on the server, move both to the history.
+
+        With ``copy_meanwhile`` (more batches follow) the copies go to Sent on a second connection
+        while the next batch is decided; its messages are done at the next ``_finish``. Measured on
+        3,000 mails: the MULTIAPPENDs were 5.0 s of a 40 s profiled pass, all of it waiting.
+        """
+        self._note_copied(self.sent_copier.wait())
+        if copy_meanwhile:
+            uncopied = self._uncopied()
+            if uncopied:
+                self.sent_copier.start([e["id"] for e in uncopied], [e["raw"].encode("utf-8") for e in uncopied])
+        else:
+            self._copy_sent()
         self._mark_done()
         carried_codes = self._archive_replies()
         self.ledger.commit()
@@ -376,14 +406,23 @@ class Pipeline:
                 return False
         return True
 
+    def _uncopied(self) -> list[Doc]:
+        return [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
+
     def _copy_sent(self) -> None:
-        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
+        uncopied = self._uncopied()
         if not uncopied:
             return
-        self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
+        self.own_copies |= self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
+        self._note_copied([e["id"] for e in uncopied])
+
+    def _note_copied(self, ids: list[str]) -> None:
+        """The server took these copies; committed with "done" next: a crash before finds them in Sent."""
+        if not ids:
+            return
         faults.point("copied")
-        for entry in uncopied:  # committed with "done" next: a crash before finds the copy in Sent
-            self.ledger.patch("outbox", "id", entry["id"], copied=True)
+        for message_id in ids:
+            self.ledger.patch("outbox", "id", message_id, copied=True)
 
     def _archive_replies(self) -> bool:
         """Sent-and-copied or failed replies leave the hot ledger (their text with them).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supportd.intake.inbox import ConnectionLost, Mailbox
+from supportd.intake.inbox import ConnectionLost, Mailbox, appended_uids
 from supportd_testing.localmail import Dovecot, MailUser
 
 from conftest import World, mail
@@ -118,3 +119,23 @@ def test_certificate_checks_are_on_by_default(tls_world: tuple[Dovecot, MailUser
     box = tls_mailbox(dovecot, user, tls, ca_file=None)
     with pytest.raises(LoginRefused, match=r"not trusted \(.+\); set imap\.ca_file"):
         box.connect()  # a settings problem: the daemon tells the owner and retries, like a refused login
+
+
+def test_sent_scan_skips_our_own_copies_but_not_a_persons_reply(world: World) -> None:
+    """Copies supportd appended are known by their UIDs and not fetched back; a person's reply filed between them is."""
+    box = open_mailbox(world)
+    ours = box.append_sent([mail(subject=f"Our copy {n}") for n in range(3)])
+    person = world.deliver(mail(subject="Re: a person's reply"), folder="Sent")
+    ours |= box.append_sent([mail(subject="Our copy 4")])
+    assert len(ours) == 4 and len({uidvalidity for uidvalidity, _ in ours}) == 1
+    _, high, headers = box.sent_since(0, 0, dt.date(2000, 1, 1), ours)
+    box.close()
+    assert list(headers) == [person]
+    assert high == max(uid for _, uid in ours)
+
+
+def test_append_answers_are_read_within_their_batch() -> None:
+    """APPENDUID ranges are read as UIDs, never more than the copies sent (a server's range is not trusted)."""
+    assert list(appended_uids(b"[APPENDUID 7 3:5,9] Append completed.", 4)) == [(7, 3), (7, 4), (7, 5), (7, 9)]
+    assert len(list(appended_uids(b"[APPENDUID 7 1:4000000000] done", 50))) == 50
+    assert list(appended_uids(b"Append completed.", 3)) == []
