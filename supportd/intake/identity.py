@@ -30,6 +30,13 @@ ADDR_SPEC = re.compile(r"[^\s@<>()\[\],;:\"\\]{1,64}@(?:[^\s@<>()\[\],;:\"\\.]{1
 MAX_HEADER_CHARS = 4_000  # a From longer than this has its display name dropped before it is read
 ENCODED_WORD = re.compile(r"=\?[^?\s]{1,75}\?[bBqQ]\?[^?\s]*+\?=")
 IGNORED_DEFECTS = ("NonASCIILocalPartDefect",)  # RFC 6532 allows it; the SMTP side decides (SMTPUTF8)
+# The From most mail has: "Plain Name <local@domain.example>" or a bare address, ASCII, no quotes,
+# comments, dots in the name, encoded words or folding. Every reading agrees on it by construction
+# (tests/intake/test_identity.py checks the full reading gives the same on generated and corpus
+# headers), so it skips the two parsers: 364 us -> 2 us a message (read_from was 5% of a pass).
+PLAIN_ADDRESS = r"[A-Za-z0-9_+-]{1,64}(?:\.[A-Za-z0-9_+-]{1,64}){0,8}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
+PLAIN_FROM = re.compile(rf"(?:(?P<name>[A-Za-z0-9'_-]{{1,40}}(?: [A-Za-z0-9'_-]{{1,40}}){{0,5}}) "
+                        rf"<(?P<bracketed>{PLAIN_ADDRESS})>|(?P<bare>{PLAIN_ADDRESS}))")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,18 @@ def read_from(values: Sequence[str], envelope: str | None = None) -> FromReading
     with, when a reading found it (RFC 3834 section 4 sends automatic responses there); otherwise the
     first one found, which gets no acknowledgment at all (see ``supportd.decide.actions``).
     """
+    if not values:
+        return None
+    plain = PLAIN_FROM.fullmatch(values[0]) if len(values) == 1 else None
+    address = (plain["bracketed"] or plain["bare"]) if plain else ""
+    if plain is not None and ADDR_SPEC.fullmatch(address):
+        return FromReading(name=plain["name"] or "", email=address,
+                           envelope_agrees=bool(envelope) and address.lower() == (envelope or "").lower())
+    return full_reading(values, envelope)
+
+
+def full_reading(values: Sequence[str], envelope: str | None = None) -> FromReading | None:
+    """``read_from`` by both parsers, for any From (``read_from`` skips them for a plain one)."""
     if not values:
         return None
     joined = _without_huge_name(", ".join(values))

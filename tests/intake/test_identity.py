@@ -8,6 +8,8 @@ headers that parsers read differently, and the shop's own people answered like c
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
 import subprocess
 import sys
@@ -15,12 +17,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_confirmations import TOKEN, answer, hook_calls, with_hook
 
 from supportd.base.clock import FakeClock
-from supportd.intake.identity import display_name_for_reply, read_from
+from supportd.intake.identity import PLAIN_FROM, display_name_for_reply, full_reading, read_from, utf8_header
 
-from conftest import OWNER, SUPPORT, World, mail
+from conftest import OWNER, SUPPORT, World, corpus_path, mail
 
 START = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)  # a Tuesday, within business hours
 CHLOE = "Chloe <chloe@example.org>"
@@ -317,3 +321,22 @@ def test_a_non_ascii_address_without_smtputf8_is_set_aside_with_a_reason(world: 
     assert [m for m in world.sink.messages if OWNER not in m.rcpt_tos] == []
     [alert] = world.sent_to(OWNER)
     assert "SMTPUTF8" in alert.get_content() and JUERGEN in alert.get_content()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(PLAIN_FROM, fullmatch=True), st.sampled_from([None, "", "ada@example.org", "A@B.example"]))
+def test_a_plain_from_is_read_as_both_parsers_read_it(value: str, envelope: str | None) -> None:
+    """The short cut for a plain From gives exactly what the two parsers and their checks give."""
+    assert read_from([value], envelope) == full_reading([value], envelope)
+
+
+def test_every_corpus_from_is_read_as_both_parsers_read_it() -> None:
+    """On every From in the shared corpus, the short cut (where it applies) changes nothing."""
+    plain = 0
+    files = [p for p in corpus_path().rglob("*") if p.is_file() and p.suffix not in (".md", ".csv", ".jsonl")]
+    for path in sorted(files):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
+        values = [utf8_header(str(v)) for k, v in msg.raw_items() if k.strip().lower() == "from"]
+        plain += bool(values) and PLAIN_FROM.fullmatch(values[0]) is not None
+        assert read_from(values, "x@example.org") == full_reading(values, "x@example.org"), path
+    assert plain > 100  # the short cut is the common case, not a corner
