@@ -21,7 +21,7 @@ from typing import Any
 
 from supportd.act import pending, tickets
 from supportd.base.clock import iso
-from supportd.deliver.outbox import Answering, Outgoing, compose
+from supportd.deliver.outbox import Answering, Letter, MailKey, Outgoing, compose
 from supportd.deliver.replies import reply_subject
 from supportd.intake.message import Inbound
 from supportd.intake.msgids import read_message_id
@@ -142,13 +142,12 @@ def _by_hand(ctx: Context, number: int) -> Doc | None:
 def _answer(ctx: Context, msg: Inbound, plan: CommandPlan, key: str | None) -> Outgoing:
     """The confirmation (or the refusal) back to whoever gave the command."""
     assert msg.sender is not None
+    values = {"result": plan.result, "words": plan.command.words, "ticket": plan.ticket,
+              "understood": plan.command.verb != "unknown", "help": HELP}
     return compose(
-        ctx, kind="owner", template="owner_command",
-        values={"result": plan.result, "words": plan.command.words, "ticket": plan.ticket,
-                "understood": plan.command.verb != "unknown", "help": HELP},
-        to=msg.sender.email, to_name=msg.sender.name, subject=reply_subject(msg.topic, None),
-        ref=str(plan.ticket or 0), basis=f"command:{msg.fingerprint}",
-        answering=Answering.message(msg, mark_answered=False), for_key=key, ticket=plan.ticket,
+        ctx, MailKey("owner", str(plan.ticket or 0), f"command:{msg.fingerprint}"), to=msg.sender,
+        letter=Letter(reply_subject(msg.topic, None), "owner_command", values),
+        answering=Answering.message(msg, key, mark_answered=False), ticket=plan.ticket,
         auto_submitted="auto-replied",
     )
 

@@ -240,8 +240,9 @@ def perform_confirmed(ctx: Context) -> int:
 
 def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
     from supportd.decide import hours
-    from supportd.deliver.outbox import Answering, compose
+    from supportd.deliver.outbox import Answering, Letter, MailKey, compose
     from supportd.deliver.replies import first_name, reply_subject
+    from supportd.intake.message import Address
 
     ticket = tickets.lookup(ctx, held["ticket"]) or {"subject": "", "thread": [], "name": ""}
     thread = ticket.get("thread") or []
@@ -257,31 +258,31 @@ def _customer_mail(ctx: Context, held: Doc, *, kind: str, template: str) -> Any:
         "order_number": held["params"].get("order_number"),
     }
     return compose(
-        ctx, kind=kind, template=template, values=values, to=held["address"], to_name=ticket.get("name", ""),
-        subject=reply_subject(ticket.get("subject", ""), held["ticket"]), ref=str(held["ticket"]),
-        basis=f"{held['id']}:{kind}", answering=Answering.thread(thread),
-        ticket=held["ticket"],
+        ctx, MailKey(kind, str(held["ticket"]), f"{held['id']}:{kind}"),
+        to=Address(ticket.get("name", ""), held["address"]),
+        letter=Letter(reply_subject(ticket.get("subject", ""), held["ticket"]), template, values),
+        answering=Answering.thread(thread), ticket=held["ticket"],
     )
 
 
 def _finish_action(ctx: Context, held: Doc, *, by_hand: bool, detail: str) -> None:
-    from supportd.deliver.outbox import compose, queue
+    from supportd.deliver.outbox import Letter, MailKey, compose, queue
+    from supportd.intake.message import Address
 
     if by_hand:
         ticket = tickets.lookup(ctx, held["ticket"]) or {}
+        values = {"action": describe(held["action"], held["params"]),
+                  "customer": ticket.get("name") or held["address"],
+                  "email": held["address"], "ticket": held["ticket"],
+                  "order_number": held["params"].get("order_number"),
+                  "details": f"The customer confirmed on {held.get('confirmed', '')} from {held['address']}. "
+                             f"When it is done, tell them with: supportd resolve {held['ticket']} "
+                             f"--message \"...\""}
+        subject = f"[supportd] please {describe(held['action'], held['params'])} (ticket {held['ticket']})"
         queue(ctx, compose(
-            ctx, kind="owner", template="owner_action",
-            values={"action": describe(held["action"], held["params"]),
-                    "customer": ticket.get("name") or held["address"],
-                    "email": held["address"], "ticket": held["ticket"],
-                    "order_number": held["params"].get("order_number"),
-                    "details": f"The customer confirmed on {held.get('confirmed', '')} from {held['address']}. "
-                               f"When it is done, tell them with: supportd resolve {held['ticket']} "
-                               f"--message \"...\""},
-            to=ctx.config.shop.owner_address,
-            subject=f"[supportd] please {describe(held['action'], held['params'])} (ticket {held['ticket']})",
-            ref=str(held["ticket"]), basis=f"{held['id']}:owner", ticket=held["ticket"],
-            auto_submitted="auto-generated",
+            ctx, MailKey("owner", str(held["ticket"]), f"{held['id']}:owner"),
+            to=Address("", ctx.config.shop.owner_address), letter=Letter(subject, "owner_action", values),
+            ticket=held["ticket"], auto_submitted="auto-generated",
         ))
         queue(ctx, _customer_mail(ctx, held, kind="confirmed", template="action_confirmed"))
         _keep_ticket_open(ctx, held["ticket"])

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from supportd.act import tickets
 from supportd.decide import hours
-from supportd.deliver.outbox import Answering, compose, queue
+from supportd.deliver.outbox import Answering, Letter, MailKey, compose, queue
 from supportd.deliver.replies import first_name, reply_subject
+from supportd.intake.message import Address
 from supportd.service.context import Context
 
 
@@ -40,9 +41,9 @@ def resolve_ticket(ctx: Context, number: int, message: str = "", tell_customer: 
         "language": ticket.get("language"),
     }
     queue(ctx, compose(
-        ctx, kind="resolved", template="resolved", values=values, to=ticket["customer"],
-        to_name=ticket.get("name", ""), subject=reply_subject(ticket["subject"], number), ref=str(number),
-        basis=f"resolved:{reopened}", answering=Answering.thread(thread),
-        ticket=number, auto_submitted="no",
+        ctx, MailKey("resolved", str(number), f"resolved:{reopened}"),
+        to=Address(ticket.get("name", ""), ticket["customer"]),
+        letter=Letter(reply_subject(ticket["subject"], number), "resolved", values),
+        answering=Answering.thread(thread), ticket=number, auto_submitted="no",  # a person's words
     ))
     return Resolution(True, f"closed ticket {number}; told {ticket['customer']} it is sorted")

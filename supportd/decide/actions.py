@@ -38,7 +38,7 @@ from supportd.act import commands, pending, tickets
 from supportd.base.clock import iso, parse_iso
 from supportd.decide import explicit, guard, hours, orders
 from supportd.decide.rules import Decision
-from supportd.deliver.outbox import Answering, Outgoing, compose, queue
+from supportd.deliver.outbox import Answering, Letter, MailKey, Outgoing, compose, queue
 from supportd.deliver.replies import first_name, reply_subject
 from supportd.intake.language import detect_language
 from supportd.intake.message import Address, Inbound
@@ -277,9 +277,9 @@ def _reply(ctx: Context, plan: Plan, *, kind: str, template: str, values: dict[s
            to: Address, topic: str, basis: str, ref: str | None = None) -> Outgoing:
     msg = plan.msg
     return compose(
-        ctx, kind=kind, template=template, values=values, to=to.email, to_name=to.name,
-        subject=reply_subject(topic, ticket), ref=ref or str(ticket), basis=basis,
-        answering=Answering.message(msg), for_key=plan.key, ticket=ticket,
+        ctx, MailKey(kind, ref or str(ticket), basis), to=to,
+        letter=Letter(reply_subject(topic, ticket), template, values),
+        answering=Answering.message(msg, plan.key), ticket=ticket,
     )
 
 
@@ -492,10 +492,9 @@ def _plan_held_action(ctx: Context, plan: Plan, number: int, values: dict[str, A
     confirm_values = {**values, "action": description, "expires": expires, "token": token,
                       "intent": decision.explicit_request, "undo": pending.undo_text(ctx, decision.held_action)}
     mail = compose(
-        ctx, kind="confirm", template="confirm", values=confirm_values, to=sender.email,
-        to_name=sender.name, subject=reply_subject(plan.msg.topic, number, f"[confirm: {token}]"),
-        ref=pending_id, basis=plan.msg.fingerprint, answering=Answering.message(plan.msg), for_key=plan.key,
-        ticket=number,
+        ctx, MailKey("confirm", pending_id, plan.msg.fingerprint), to=sender,
+        letter=Letter(reply_subject(plan.msg.topic, number, f"[confirm: {token}]"), "confirm", confirm_values),
+        answering=Answering.message(plan.msg, plan.key), ticket=number,
     )
     plan.mails.append(mail)
     plan.counts_as_ack = True
@@ -655,10 +654,9 @@ def _plan_bad_token(ctx: Context, plan: Plan, held: Doc | None, why: str) -> Non
     topic = ticket["subject"] if ticket else plan.msg.topic
     ref = str(held["ticket"]) if held else f"u{tickets.peek_number(ctx)}"  # a reply to it joins the ticket
     plan.mails.append(compose(
-        ctx, kind="expired", template="confirm_expired", values=values, to=sender.email,
-        to_name=sender.name, subject=reply_subject(topic, held["ticket"] if held else None), ref=ref,
-        basis=f"{plan.msg.fingerprint}:{why}", answering=Answering.message(plan.msg), for_key=plan.key,
-        ticket=held["ticket"] if held else None,
+        ctx, MailKey("expired", ref, f"{plan.msg.fingerprint}:{why}"), to=sender,
+        letter=Letter(reply_subject(topic, held["ticket"] if held else None), "confirm_expired", values),
+        answering=Answering.message(plan.msg, plan.key), ticket=held["ticket"] if held else None,
     ))
     plan.outcome = ("told the customer the confirmation had expired" if held
                     else "told the customer the confirmation code is unknown or expired")

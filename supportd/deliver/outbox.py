@@ -26,7 +26,7 @@ import datetime as dt
 import email.policy
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +38,11 @@ from supportd.deliver.envelope import PENDING_STATES as PENDING_STATES
 from supportd.deliver.envelope import QUEUED as QUEUED
 from supportd.deliver.envelope import RETRY as RETRY
 from supportd.deliver.envelope import UNSENT_STATES as UNSENT_STATES
+from supportd.deliver.replies import NOTHING as NOTHING
+from supportd.deliver.replies import Answering as Answering
 from supportd.deliver.replies import build_email
 from supportd.intake.identity import display_name_for_reply
-from supportd.intake.message import Inbound
+from supportd.intake.message import Address
 from supportd.intake.msgids import make_message_id
 from supportd.service import faults
 from supportd.service.context import Context
@@ -56,28 +58,22 @@ UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")
 
 
 @dataclass(frozen=True)
-class Answering:
-    """The message a mail answers (as aiosmtpd's Envelope carries a message's addressing): its thread
-    headers, and the fingerprint whose hash goes into ``X-Supportd-Ref`` so that after a state recovery
-    the Sent folder tells what was answered. ``NOTHING`` for mail that answers no message."""
+class MailKey:
+    """Which mail this is: its Message-ID follows from (kind, ref, basis), so a mail decided again (after a
+    crash, or by ``try``) gets the same Message-ID and is queued once. ``kind``: ack, confirm, owner, ..."""
 
-    in_reply_to: str = ""
-    references: tuple[str, ...] = ()
-    about: str = ""
-
-    @classmethod
-    def message(cls, msg: Inbound, *, mark_answered: bool = True) -> Answering:
-        """A reply to ``msg``; ``mark_answered=False`` for mail that does not answer the customer's request."""
-        return cls(msg.message_id, (*msg.references, msg.message_id), msg.fingerprint if mark_answered else "")
-
-    @classmethod
-    def thread(cls, thread: Iterable[str]) -> Answering:
-        """A follow-up in a ticket's thread of Message-IDs (the last one is answered)."""
-        ids = tuple(thread)
-        return cls(ids[-1] if ids else "", ids)
+    kind: str
+    ref: str
+    basis: str
 
 
-NOTHING = Answering()
+@dataclass(frozen=True)
+class Letter:
+    """What a mail says: its subject, and the reply template (``replies/NAME``) with its values."""
+
+    subject: str
+    template: str
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -99,40 +95,33 @@ class Outgoing:
 
 def compose(
     ctx: Context,
+    mail: MailKey,
     *,
-    kind: str,
-    template: str,
-    values: Mapping[str, Any],
-    to: str,
-    to_name: str = "",
-    subject: str,
-    ref: str,
-    basis: str,
+    to: Address,
+    letter: Letter,
     answering: Answering = NOTHING,
-    for_key: str | None = None,
     ticket: int | None = None,
     auto_submitted: str = "auto-replied",
 ) -> Outgoing:
-    """Render ``template`` and build the email; the Message-ID follows from (kind, ref, basis).
-
-    ``answering`` is the message this mail answers (thread headers and ``X-Supportd-Ref``).
-    """
+    """Render the letter and build the email to ``to``; ``answering`` is the message this mail answers
+    (thread headers, ``X-Supportd-Ref``, and the ledger key the outbox sends it with)."""
     shop = ctx.config.shop
     base_values = {"shop": shop.name, "footer": shop.contact_footer}
-    rendered = ctx.replies.render(template, {**base_values, **values})
-    message_id = make_message_id(ctx.secret, kind, ref, basis, shop.message_id_domain)
-    headers = {"X-Supportd-Ticket": str(ticket)} if ticket else {}
+    rendered = ctx.replies.render(letter.template, {**base_values, **letter.values})
+    message_id = make_message_id(ctx.secret, mail.kind, mail.ref, mail.basis, shop.message_id_domain)
+    headers = {"Auto-Submitted": auto_submitted}
+    if ticket:
+        headers["X-Supportd-Ticket"] = str(ticket)
     if answering.about:
         headers["X-Supportd-Ref"] = reference_of(answering.about)
     msg = build_email(
-        sender_name=shop.name, sender=shop.support_address, to_name=display_name_for_reply(to_name), to=to,
-        subject=subject,
-        rendered=rendered, message_id=message_id, in_reply_to=answering.in_reply_to, references=answering.references,
-        auto_submitted=auto_submitted, extra_headers=headers, date=ctx.local_now(),
+        sender=Address(shop.name, shop.support_address), to=Address(display_name_for_reply(to.name), to.email),
+        subject=letter.subject, rendered=rendered, message_id=message_id, date=ctx.local_now(),
+        answering=answering, headers=headers,
     )
-    raw = msg.as_bytes() if to.isascii() else msg.as_bytes(policy=UTF8_HEADERS)
-    return Outgoing(kind=kind, message_id=message_id, to=to, subject=" ".join(subject.split()),
-                    text=rendered.text, raw=raw, for_key=for_key, ticket=ticket)
+    raw = msg.as_bytes() if to.email.isascii() else msg.as_bytes(policy=UTF8_HEADERS)
+    return Outgoing(kind=mail.kind, message_id=message_id, to=to.email, subject=" ".join(letter.subject.split()),
+                    text=rendered.text, raw=raw, for_key=answering.key, ticket=ticket)
 
 
 def reference_of(fingerprint: str) -> str:

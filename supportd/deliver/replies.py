@@ -33,6 +33,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from supportd.base.errors import Problem
 from supportd.base.yamlfile import shown_path
+from supportd.intake.message import Address, Inbound
 from supportd.intake.owntext import OurText, html_to_text
 
 # Replies the code sends by name, beside those the rules name.
@@ -284,22 +285,50 @@ def reply_subject(topic: str, ticket: int | None, suffix: str = "") -> str:
     return " ".join(p for p in parts if p)
 
 
+@dataclass(frozen=True)
+class Answering:
+    """The message a mail answers (as aiosmtpd's Envelope carries a message's addressing): its thread
+    headers, the fingerprint whose hash goes into ``X-Supportd-Ref`` so that after a state recovery the
+    Sent folder tells what was answered, and its key in the ledger (the outbox sends a message's replies
+    with it). ``NOTHING`` for mail that answers no message."""
+
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    about: str = ""
+    key: str | None = None
+
+    @classmethod
+    def message(cls, msg: Inbound, key: str | None = None, *, mark_answered: bool = True) -> Answering:
+        """A reply to ``msg`` (``key``: its ledger key); ``mark_answered=False`` for mail that does not
+        answer the customer's request."""
+        return cls(msg.message_id, (*msg.references, msg.message_id), msg.fingerprint if mark_answered else "",
+                   key)
+
+    @classmethod
+    def thread(cls, thread: Iterable[str]) -> Answering:
+        """A follow-up in a ticket's thread of Message-IDs (the last one is answered)."""
+        ids = tuple(thread)
+        return cls(ids[-1] if ids else "", ids)
+
+
+NOTHING = Answering()
+
+
 def build_email(
     *,
-    sender_name: str,
-    sender: str,
-    to_name: str,
-    to: str,
+    sender: Address,
+    to: Address,
     subject: str,
     rendered: Rendered,
     message_id: str,
-    in_reply_to: str = "",
-    references: Iterable[str] = (),
-    auto_submitted: str = "auto-replied",
-    extra_headers: Mapping[str, str] | None = None,
-    date: dt.datetime | None = None,
+    date: dt.datetime,
+    answering: Answering = NOTHING,
+    headers: Mapping[str, str] | None = None,
 ) -> Message:
     """One outgoing email, built with the standard library's email API.
+
+    ``headers``: more headers, in order; ``Auto-Submitted`` among them is the RFC 3834 kind of mail
+    (default ``auto-replied``), written before them. ``date`` is aware, in the shop's time zone.
 
     Every header value passes ``_one_line`` first, so a CR or LF in a customer's subject or name
     can never start a header of its own; non-ASCII text is RFC 2047-encoded. (The compat32 API
@@ -307,20 +336,21 @@ def build_email(
     matters at hundreds of replies a second.)
     """
     msg = _body(rendered)
-    msg["From"] = formataddr((_one_line(sender_name), sender), charset="utf-8")
-    msg["To"] = address_header(_one_line(to_name), to)
+    msg["From"] = formataddr((_one_line(sender.name), sender.email), charset="utf-8")
+    msg["To"] = address_header(_one_line(to.name), to.email)
     msg["Subject"] = _encoded(subject, "Subject")
-    # In the shop's time zone (``date`` is aware), as a mail client writes it: "+0100", not "-0000".
-    msg["Date"] = email.utils.format_datetime(date) if date else email.utils.formatdate(localtime=True)
+    # In the shop's time zone, as a mail client writes it: "+0100", not "-0000".
+    msg["Date"] = email.utils.format_datetime(date)
     msg["Message-ID"] = _one_line(message_id)
-    if in_reply_to:
-        msg["In-Reply-To"] = _one_line(in_reply_to)
-    refs = [_one_line(r) for r in references if r]
+    if answering.in_reply_to:
+        msg["In-Reply-To"] = _one_line(answering.in_reply_to)
+    refs = [_one_line(r) for r in answering.references if r]
     if refs:
         msg["References"] = " ".join(refs[-20:])
-    msg["Auto-Submitted"] = auto_submitted
+    more = dict(headers or {})
+    msg["Auto-Submitted"] = more.pop("Auto-Submitted", "auto-replied")
     msg["X-Auto-Response-Suppress"] = "All"
-    for name, value in (extra_headers or {}).items():
+    for name, value in more.items():
         msg[name] = _encoded(value, name)
     return msg
 

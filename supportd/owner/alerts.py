@@ -11,7 +11,8 @@ import zoneinfo
 from collections.abc import Sequence
 
 from supportd.base.clock import iso
-from supportd.deliver.outbox import Outgoing, compose
+from supportd.deliver.outbox import Letter, MailKey, Outgoing, compose
+from supportd.intake.message import Address
 from supportd.service.context import Context
 from supportd.state.ledger import Doc
 
@@ -75,12 +76,12 @@ def escalation(ctx: Context, *, cause: str, subject_key: str, details: str, tick
     title = " and ".join(CAUSES.get(c, c) for c in (cause, *also))
     number = ticket["number"] if ticket else None
     subject = f"[supportd] {title}" + (f" (ticket {number}: {ticket['subject'][:60]})" if ticket else "")
+    values = {"action": title, "details": details, "customer": customer_name or customer,
+              "email": customer, "ticket": number, "subject": ticket["subject"] if ticket else ""}
     return compose(
-        ctx, kind="owner", template="owner_escalation",
-        values={"action": title, "details": details, "customer": customer_name or customer,
-                "email": customer, "ticket": number, "subject": ticket["subject"] if ticket else ""},
-        to=ctx.config.shop.owner_address, subject=subject, ref=str(number or 0),
-        basis=f"escalation:{cause}:{subject_key}", ticket=number, auto_submitted="auto-generated",
+        ctx, MailKey("owner", str(number or 0), f"escalation:{cause}:{subject_key}"),
+        to=Address("", ctx.config.shop.owner_address), letter=Letter(subject, "owner_escalation", values),
+        ticket=number, auto_submitted="auto-generated",
     )
 
 
