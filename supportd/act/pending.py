@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
-import os
 import re
 import secrets
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 from supportd.act import tickets
 from supportd.base.clock import iso, parse_iso
-from supportd.base.config import HookConfig
+from supportd.decide.registry import confirm_action
 from supportd.intake.message import Inbound
 from supportd.service import faults
 from supportd.service.context import Context
@@ -50,12 +47,6 @@ MAX_HOOK_ATTEMPTS = 3
 # the one clarifying question after an unclear answer.
 CONFIRM_KINDS = ("confirm", "clarify")
 
-DEFAULT_UNDO = {
-    "unsubscribe": "If you ever want our emails again, just write to us and we will add you back.",
-    "cancel_subscription": "You are welcome back any time: write to us and we will set it up again.",
-}
-
-
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
@@ -64,21 +55,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# What each built-in action does, before and after, in words for the customer.
-DESCRIPTIONS = {
-    "cancel_order": ("cancel order {order_number}", "cancelled order {order_number}"),
-    "cancel_subscription": ("cancel your subscription", "cancelled your subscription"),
-    "unsubscribe": ("stop sending you our emails", "stopped sending you our emails"),
-}
-
-
 def describe(action: str, params: dict[str, Any], done: bool = False) -> str:
-    """'cancel order 77120', or with ``done`` 'cancelled order 77120'."""
-    forms = DESCRIPTIONS.get(action, ("carry out '{name}' for you", "carried out '{name}' for you"))
-    text = forms[1 if done else 0]
-    if "{order_number}" in text and not params.get("order_number"):
-        text = text.replace("order {order_number}", "your order")
-    return text.format(order_number=params.get("order_number", ""), name=action.replace("_", " "))
+    """'cancel order 77120', or with ``done`` 'cancelled order 77120' (see ``supportd.decide.registry``)."""
+    return confirm_action(action).describe(params, done)
 
 
 def describe_done(action: str, params: dict[str, Any]) -> str:
@@ -86,8 +65,7 @@ def describe_done(action: str, params: dict[str, Any]) -> str:
 
 
 def undo_text(ctx: Context, action: str) -> str:
-    hook = ctx.config.hooks.get(action)
-    return (hook.undo if hook and hook.undo else DEFAULT_UNDO.get(action, ""))
+    return confirm_action(action).undo(ctx)
 
 
 def new_pending_id(ctx: Context, ticket: int) -> str:
@@ -161,41 +139,6 @@ def expire_due(ctx: Context) -> list[Doc]:
 # ---------------------------------------------------------------- performing
 
 
-@dataclass(frozen=True)
-class HookOutcome:
-    ok: bool
-    detail: str
-
-
-def hook_payload(pending: Doc) -> dict[str, Any]:
-    return {
-        "id": pending["id"],
-        "idempotency_key": pending.get("idempotency_key") or pending["id"],
-        "action": pending["action"],
-        "params": pending["params"],
-        "customer": pending["address"],
-        "ticket": pending["ticket"],
-        "retry": int(pending.get("attempts", 0)) > 1,
-    }
-
-
-def run_hook(hook: HookConfig, pending: Doc) -> HookOutcome:
-    """Run the owner's command with the action as JSON on stdin; exit 0 means done."""
-    env = {**os.environ, "SUPPORTD_ACTION_ID": pending["id"], "SUPPORTD_ACTION": pending["action"]}
-    try:
-        result = subprocess.run(
-            list(hook.command), input=json.dumps(hook_payload(pending)), capture_output=True,
-            text=True, timeout=hook.timeout_seconds, env=env, check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return HookOutcome(False, f"no answer within {hook.timeout_seconds:g} s")
-    except OSError as exc:
-        return HookOutcome(False, f"could not start {hook.command[0]}: {exc.strerror}")
-    if result.returncode == 0:
-        return HookOutcome(True, result.stdout.strip()[:500])
-    return HookOutcome(False, f"exit {result.returncode}: {result.stderr.strip()[:300]}")
-
-
 def actions_to_perform(ctx: Context) -> list[Doc]:
     """Confirmed actions, and any caught mid-hook by a crash (run again with the same key)."""
     now = iso(ctx.now())
@@ -221,11 +164,10 @@ def perform_confirmed(ctx: Context) -> int:
         ctx.ledger.commit()  # a crash from here on re-runs the hook with the same idempotency key
         faults.point("performing", held["id"])
         held = {**held, "state": PERFORMING, "attempts": attempts}
-        hook = ctx.config.hooks.get(held["action"])
-        outcome = run_hook(hook, held) if hook else HookOutcome(True, "sent to the owner to do by hand")
+        outcome = confirm_action(held["action"]).perform(ctx, held)
         faults.point("performed", held["id"])
         if outcome.ok:
-            _finish_action(ctx, held, by_hand=hook is None, detail=outcome.detail)
+            _finish_action(ctx, held, by_hand=outcome.by_hand, detail=outcome.detail)
             done += 1
         elif attempts >= MAX_HOOK_ATTEMPTS:
             _give_up_action(ctx, held, outcome.detail)

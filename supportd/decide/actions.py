@@ -36,7 +36,7 @@ from typing import Any
 
 from supportd.act import commands, pending, tickets
 from supportd.base.clock import iso, parse_iso
-from supportd.decide import explicit, guard, hours, orders
+from supportd.decide import explicit, guard, hours, orders, registry
 from supportd.decide.rules import Decision
 from supportd.deliver.outbox import Answering, Letter, MailKey, Outgoing, compose, queue
 from supportd.deliver.replies import first_name, reply_subject
@@ -49,8 +49,6 @@ from supportd.service.context import Context
 from supportd.state.ledger import Doc
 
 ACK_KINDS = ("ack", "confirm")
-# Held changes whose object is the sender's own address, not an order: theirs by definition.
-SUBSCRIPTION_ACTIONS = ("unsubscribe", "cancel_subscription")
 THANKS_ONLY_CHARS = 120  # "Thanks, that helped!" is short; a longer reply has more to say and reopens the ticket
 RESERVATION = re.compile(r"\b(but|however|still|though|except|aber|jedoch|noch|trotzdem)\b", re.IGNORECASE)
 PHOTO = re.compile(r"\.(jpe?g|png|gif|heic|heif|webp|bmp|tiff?)$", re.IGNORECASE)
@@ -289,17 +287,12 @@ def _plan_new_request(ctx: Context, plan: Plan) -> None:
     now = ctx.now()
     due = hours.due_time(now, ctx.config.hours)
     values = _base_values(ctx, plan, number, due)
-    order = None
-    if "order_status" in decision.actions:
-        # Looked up for the address the reply goes to: an order is only ever told to its own address.
-        order = orders.lookup(ctx.config.orders, decision.order_number, _reply_to(plan.msg).email)
-        values["order"] = order.as_template_value() if order else None
-    if "reward_code" in decision.actions:
-        plan.reward_code = _next_reward_code(ctx)
-        values["reward_code"] = plan.reward_code
+    request = registry.perform_rule_actions(
+        ctx, decision.actions, registry.Request(decision.order_number, _reply_to(plan.msg).email, values))
+    order, plan.reward_code = request.order, request.reward_code
     # A lost parcel ("tracking says delivered, nothing here") is never answered by the status alone.
-    checks_delivery = "check_delivered" in decision.actions
-    follow_up = "open_ticket" in decision.actions and (order is None or checks_delivery)
+    checks_delivery = request.checks_delivery
+    follow_up = request.opens_ticket and (order is None or checks_delivery)
     faq = decision.faq_entry
     faq_only = faq is not None and not decision.matched_rules  # the FAQ question is the whole matter
     plan.ticket_number = number
@@ -346,7 +339,7 @@ def _faq_template(ctx: Context, language: str) -> str:
 def _plan_acknowledgment(ctx: Context, plan: Plan, number: int, values: dict[str, Any],
                          template: str | None = None) -> None:
     decision = plan.decision
-    if "no_reply" in decision.actions:
+    if registry.NoReply.NAME in decision.actions:
         plan.skip_reason = f"rule:{decision.rule} (no_reply)"
         return
     template = template or decision.reply
@@ -425,9 +418,10 @@ def _plan_untrusted_sender(ctx: Context, plan: Plan) -> None:
 
 def _order_bound(ctx: Context, decision: Decision) -> bool:
     """A held change about an order (not the sender's own subscription), checkable with the order source."""
-    if not orders.has_source(ctx.config.orders) or decision.held_action in SUBSCRIPTION_ACTIONS:
+    on_order = registry.confirm_action(decision.held_action or "").ON_ORDER
+    if not orders.has_source(ctx.config.orders) or on_order is False:
         return False
-    return decision.held_action == "cancel_order" or bool(decision.order_number)
+    return on_order is True or bool(decision.order_number)
 
 
 def _plan_not_held(ctx: Context, plan: Plan, number: int, values: dict[str, Any],
@@ -671,7 +665,7 @@ def _plan_escalations(ctx: Context, plan: Plan, ticket: Doc | None) -> None:
         reasons.append(("angry", "The customer sounds upset."))
     if decision.repeat_contact:
         reasons.append(("repeat", "The customer says they have written before."))
-    if "escalate" in decision.actions:
+    if registry.Escalate.NAME in decision.actions:
         reasons.append(("rule", f"Rule '{decision.rule}' asks for you."))
     new = [(cause, why) for cause, why in reasons if not owner.already_escalated(ctx, cause, subject)]
     if new:
@@ -692,18 +686,6 @@ def _escalate(ctx: Context, plan: Plan, cause: str, ticket: Doc | None, subject_
     if mail is not None:
         plan.mails.append(mail)
         plan.escalations.extend((c, subject_key) for c in [cause, *(also or [])])
-
-
-def _next_reward_code(ctx: Context) -> str | None:
-    path = ctx.config.reward_codes_file
-    if path is None or not path.exists():
-        return None
-    used = set(ctx.ledger.meta("reward_codes_used", []))
-    for line in path.read_text(encoding="utf-8").splitlines():
-        code = line.strip()
-        if code and not code.startswith("#") and code not in used:
-            return code
-    return None
 
 
 # ---------------------------------------------------------------- applying

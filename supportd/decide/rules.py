@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from supportd.base.errors import InvalidFiles, Problem
 from supportd.base.yamlfile import Section, YList, YMap, load_yaml, shown_path, walk_files
-from supportd.decide import explicit
+from supportd.decide import explicit, registry
 from supportd.decide.explicit import Language
 from supportd.decide.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
 from supportd.decide.spelling import Spelling
@@ -45,8 +45,6 @@ from supportd.intake.message import Inbound
 LANGUAGE_FILE_KEY = "language"
 FAQ_FILE_KEY = "faq"
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
-BUILTIN_ACTIONS = ("open_ticket", "order_status", "escalate", "reward_code", "no_reply", "check_delivered")
-BUILTIN_CONFIRM_ACTIONS = ("cancel_order", "cancel_subscription", "unsubscribe")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CONDITION_KEYS = ("subject", "text", "message", "from", "to", "headers", "all", "any", "not")
 FAQ_ENTRY_KEYS = ("name", "language", "answer", *CONDITION_KEYS)
@@ -301,7 +299,7 @@ class RuleSet:
         intents = list(dict.fromkeys(rule.intent for rule, _ in ranked))
         actions = list(primary_rule.actions)
         for rule, _ in ranked[1:]:
-            actions.extend(a for a in rule.actions if a in ("escalate", "no_reply") and a not in actions)
+            actions.extend(a for a in rule.actions if registry.from_every_rule(a) and a not in actions)
         snippets = tuple(dict.fromkeys(s for rule, _ in ranked for s in rule.snippets))
         return Decision(
             primary_intent=primary_rule.intent,
@@ -719,9 +717,10 @@ class _RuleReader:
 
     def action_list(self, section: Section, key: str) -> tuple[str, ...]:
         actions = section.take_strings(key)
+        known = registry.rule_actions()
         for action in actions:
-            if action not in BUILTIN_ACTIONS:
-                section.error(section.line_of(key), f"unknown action '{action}'; known: {', '.join(BUILTIN_ACTIONS)} "
+            if action not in known:
+                section.error(section.line_of(key), f"unknown action '{action}'; known: {', '.join(known)} "
                                                     "(irreversible actions go in 'confirm_action')")
         return tuple(actions)
 
@@ -764,7 +763,7 @@ def load_rules(folder: Path, replies: Iterable[str] | None = None,
                extra_confirm_actions: Iterable[str] = ()) -> RuleSet:
     """Read and check every rule file; raises ``InvalidFiles`` with all problems found."""
     reader = _RuleReader(folder, set(replies) if replies is not None else None,
-                         set(BUILTIN_CONFIRM_ACTIONS) | set(extra_confirm_actions))
+                         set(registry.confirm_actions()) | set(extra_confirm_actions))
     files = list(walk_files(folder, (".yaml", ".yml")))
     if not files:
         raise InvalidFiles([Problem(str(folder), 1, "no rule files (*.yaml) in this folder")])

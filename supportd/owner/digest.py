@@ -37,6 +37,7 @@ from supportd.act.tickets import STALE_DAYS, open_tickets
 from supportd.base.clock import iso, parse_iso
 from supportd.base.config import Config
 from supportd.base.errors import Problem
+from supportd.decide.registry import confirm_action
 from supportd.deliver.envelope import FAILED, PENDING_STATES
 from supportd.deliver.outbox import Outgoing, queue
 from supportd.deliver.replies import Rendered, build_email, sandboxed_environment
@@ -68,8 +69,6 @@ HELD_BACK = {
     "rule": "a rule says not to reply",
 }
 LEAVING = {"unsubscribe": "unsubscribing", "cancellation": "cancelling"}
-ACTION_NAMES = {"cancel_order": "order cancelled", "cancel_subscription": "subscription cancelled",
-                "unsubscribe": "unsubscribed"}
 
 
 @dataclass(frozen=True)
@@ -297,7 +296,7 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
         outcome = record.get("outcome")
         if outcome == pending.DONE:
             facts.confirmed += 1
-            action = ACTION_NAMES.get(record.get("action", ""), str(record.get("action")))
+            action = confirm_action(str(record.get("action"))).done_for_owner()
             if record.get("by_hand"):
                 facts.by_hand += 1
                 action += " (handed to you: no hook is configured for it)"
