@@ -47,6 +47,7 @@ MAX_HOOK_ATTEMPTS = 3
 # the one clarifying question after an unclear answer.
 CONFIRM_KINDS = ("confirm", "clarify")
 
+
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
