@@ -91,11 +91,16 @@ def find_thread(ctx: Context, msg: Inbound) -> Thread | None:
 def latest_of(ctx: Context, customer: str) -> Doc | None:
     """The customer's most recent ticket (open, or closed in the last 90 days): what "I wrote
     before" is about when the message names no ticket."""
-    mine = [t for t in [*ctx.ledger.find("tickets", customer=customer), *ctx.ledger.closed_tickets().values()]
+    mine = [t for number in ctx.ledger.ticket_numbers("customer", customer) for t in _versions(ctx, number)
             if t["customer"] == customer]
     if not mine:
         return None
     return lookup(ctx, max(mine, key=lambda t: (t.get("opened") or "", t["number"]))["number"])
+
+
+def _versions(ctx: Context, number: int) -> list[Doc]:
+    """The ticket as it is open in the hot ledger and as it was last closed (a reopened one has both)."""
+    return [t for t in (ctx.ledger.get("tickets", number=number), ctx.ledger.closed_tickets().get(number)) if t]
 
 
 def find_answered(ctx: Context, msg: Inbound, trust_tag: bool) -> Doc | None:
@@ -132,18 +137,17 @@ def _by_our_reference(ctx: Context, msg: Inbound) -> Thread | None:
 
 
 def _by_thread_member(ctx: Context, msg: Inbound) -> Doc | None:
-    """A ticket whose thread holds one of the Message-IDs this message answers (nearest first)."""
-    wanted = [m.lower() for m in msg.thread_ids if read_message_id(ctx.secret, m) is None]
-    if not wanted:
-        return None
-    wanted_set = set(wanted)
-    found: dict[str, int] = {}  # one pass over the tickets, no index to keep: most mail has no such IDs
-    for ticket in [*ctx.ledger.closed_tickets().values(), *ctx.ledger.find("tickets")]:
-        for message_id in ticket.get("thread", []):
-            if message_id.lower() in wanted_set:
-                found[message_id.lower()] = int(ticket["number"])
-    nearest = next((found[m] for m in wanted if m in found), None)
-    return lookup(ctx, nearest) if nearest is not None else None
+    """A ticket whose thread holds one of the Message-IDs this message answers (nearest first; an
+    open ticket before a closed one, then the newest).
+
+    Through the ledger's index: a scan of every ticket took 33-73 ms a message at 10,000 open."""
+    for message_id in (m.lower() for m in msg.thread_ids if read_message_id(ctx.secret, m) is None):
+        holders = [(bool(ctx.ledger.get("tickets", number=number)), number)
+                   for number in ctx.ledger.ticket_numbers("thread", message_id)
+                   if any(message_id in (m.lower() for m in t.get("thread", [])) for t in _versions(ctx, number))]
+        if holders:
+            return lookup(ctx, max(holders)[1])
+    return None
 
 
 OWNER_KINDS = ("owner", "digest")  # mail that went to the owner only: its answers are the owner's

@@ -17,7 +17,7 @@ import shutil
 from supportd.base.clock import SystemClock, iso
 from supportd.base.config import Config
 from supportd.base.errors import StateError
-from supportd.state.ledger import SCHEMA_VERSION, STATE_FILE, atomic_write, read_state_file
+from supportd.state.ledger import SCHEMA_VERSION, STATE_FILE, NotOurs, atomic_write, read_state_file
 
 
 def recover_state(config: Config) -> int:
@@ -27,18 +27,24 @@ def recover_state(config: Config) -> int:
         read_state_file(state)
         print(f"{state} reads fine; nothing to recover")
         return 0
+    except NotOurs as exc:  # a wrong owner (state.json or the tickets file it names), not damage
+        print(exc)
+        return 3
     except StateError as exc:
-        if state.exists() and not os.access(state, os.R_OK | os.W_OK):  # a wrong owner, not damage
+        if state.exists() and not os.access(state, os.R_OK | os.W_OK):
             print(exc)
             return 3
+    try:
+        data = read_state_file(previous)
+    except NotOurs as exc:  # the previous copy, or its tickets file, is another user's: restoring it would drop it
+        print(exc)
+        return 3
+    except StateError:
+        data = {}
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = state.with_name(f"{STATE_FILE}.damaged-{stamp}")
     shutil.move(str(state), kept)
     print(f"kept the damaged file as {kept}")
-    try:
-        data = read_state_file(previous)
-    except StateError:
-        data = {}
     if data:
         print(f"restored the previous good copy ({previous.name})")
     else:

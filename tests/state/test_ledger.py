@@ -179,3 +179,38 @@ def test_a_damaged_tickets_file_is_reported_not_read_as_no_tickets(tmp_path: Pat
     base.write_bytes(base.read_bytes()[:-20])
     with pytest.raises(StateError, match=r"damaged.*tickets\.1\.jsonl.*supportd recover"):
         Ledger.open(tmp_path, FakeClock(START))
+
+
+def test_ticket_index_finds_every_ticket_by_thread_id_and_customer_through_folds_and_closing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After random puts, patches, closes and folds, the index names every ticket holding a key (open or closed)."""
+    monkeypatch.setattr(ledger_module, "FOLD_AT", 7)
+    rng = random.Random(18)
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    truth: dict[int, dict[str, object]] = {}  # the latest version of every ticket, open or closed
+    for step in range(300):
+        with ledger.locked():
+            number = 1001 + rng.randrange(60)
+            doc = {**ticket(number), "customer": f"c{rng.randrange(20)}@example.org",
+                   "thread": [f"<M{number}.{rng.randrange(3)}@Example.org>", f"<shared{rng.randrange(5)}@x>"]}
+            action = rng.choice(("put", "patch", "close"))
+            if action == "put" or ledger.get("tickets", number=number) is None:
+                ledger.put("tickets", "number", doc)
+            elif action == "patch":
+                ledger.patch("tickets", "number", number, thread=doc["thread"])
+                doc = {**truth[number], "thread": doc["thread"]}
+            else:
+                doc = {**truth[number], "state": "closed"}
+                ledger.remove("tickets", "number", [number])
+                ledger.record("ticket", f"{number}/{step}", **doc)
+            truth[number] = doc
+        if step % 50 == 49:  # a fresh process reads the folds, the state and the history back
+            ledger = Ledger.open(tmp_path, FakeClock(START))
+        for field in ("customer", "thread"):
+            wanted = {value for doc in truth.values() for value in
+                      ([doc["customer"]] if field == "customer" else doc["thread"])}  # type: ignore[list-item]
+            for value in wanted:
+                holders = {n for n, doc in truth.items()
+                           if value == doc["customer"] or value in doc.get("thread", [])}  # type: ignore[operator]
+                assert holders <= ledger.ticket_numbers(field, value.upper() if field == "thread" else value)
+    assert ledger.ticket_numbers("customer", "nobody@example.org") == set()

@@ -130,3 +130,33 @@ def test_a_root_command_on_a_folder_owned_by_the_service_keeps_every_file_its_ow
     assert "A new vase is on its way." in world.sent_to("ada@example.org")[-1].get_content()
     status = as_root("status")
     assert "NOT running" in status.stdout and owners(state) == {nobody.pw_uid}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root and /usr/bin/python3: the owner runs commands as root on the server")
+def test_recover_reports_a_tickets_file_of_another_user_as_ownership_not_damage(world: World) -> None:
+    """A tickets.G.jsonl that root left behind (unreadable to the service's user): `supportd recover`, run as
+    root, says whose file it is and how to give it back, exits 3, and changes no file."""
+    world.write_config()
+    state = world.root / "state"
+    env = {**os.environ, "SUPPORTD_FOLD_TICKETS": "1"}  # every commit folds: the tickets are in tickets.G.jsonl
+    for n in range(2):
+        world.deliver(mail(f"Vase number {n} arrived broken.", sender=f"c{n}@example.org", subject="Broken vase"))
+        subprocess.run([sys.executable, "-m", "supportd", "once", "--config", str(world.config_path)], env=env,
+                       check=True, capture_output=True, timeout=120)
+    [tickets_file] = sorted(state.glob("tickets.*.jsonl"))[-1:]
+    nobody = pwd.getpwnam("nobody")
+    for path in [state, *state.rglob("*")]:
+        if path != tickets_file:
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    tickets_file.chmod(0o600)  # root's, as a command run as root before would have left it
+    before = {p.name: p.read_bytes() for p in state.glob("*.json*")}
+    python = str(system_python(world.root / "venv"))
+    result = subprocess.run([python, "-m", "supportd", "recover", "--config", str(world.config_path)],
+                            capture_output=True, text=True, timeout=120, check=False, cwd="/")
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output
+    assert f"{tickets_file.name} belongs to uid 0" in output and "not damaged" in output
+    assert f"chown -R --reference={state} {state}" in output
+    assert {p.name: p.read_bytes() for p in state.glob("*.json*")} == before
+    assert len(world.tickets()) == 2
