@@ -149,6 +149,7 @@ class Finished:
     max_rss_kb: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system time of the process itself (wait4's rusage)
 
 
 def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[str, str] | None = None) -> Finished:
@@ -170,7 +171,7 @@ def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[st
     returncode = os.waitstatus_to_exitcode(status)
     process.returncode = returncode  # reaped by wait4: tell Popen, or it waits again
     return Finished(returncode, seconds, peak_kb or usage.ru_maxrss, out_path.read_text(errors="replace"),
-                    err_path.read_text(errors="replace"))
+                    err_path.read_text(errors="replace"), usage.ru_utime + usage.ru_stime)
 
 
 def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage, int]:

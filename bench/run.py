@@ -39,7 +39,7 @@ QUICK = {"latency_messages": 8, "backlog_messages": 1500, "history_small": 1000,
          "open_messages": 200, "open_repeat": 2}
 FULL = {"latency_messages": 300, "backlog_messages": 3000, "history_small": 1000, "history_large": 50000,
         "history_repeat": 9, "peer_messages": 3000, "peer_rounds": 3, "open_tickets": 10000,
-        "open_messages": 300, "open_repeat": 7}
+        "open_messages": 1000, "open_repeat": 7}
 TARGETS = {"ack_p50_above_floor_ms": 100.0, "ack_p99_ms": 1000.0, "backlog_msgs_per_s": 200.0,
            "rss_mb": 80.0, "history_cost_ratio": 1.3}
 PEER_TARGETS = {"peer_ratio": 2.0, "open_tickets_cost_ratio": 1.2, "open_tickets_rss_growth_mb": 10.0}
