@@ -25,7 +25,7 @@ Why it is built this way (measured):
   ``state.json.prev``).
 * A customer's mail is matched to its ticket by a Message-ID of the thread or by the customer
   (``supportd.act.tickets``); a scan of every ticket for that cost 33-73 ms a message at 10,000
-  open. ``TicketIndex`` answers it from a table of 64-bit hashes (32 bytes a key), built
+  open. ``TicketIndex`` answers it from a table of 64-bit hashes (about 50 bytes a ticket), built
   once from the tickets (open and closed in the last 90 days) and kept current as they change.
 * Two processes writing one state file corrupt it. The daemon and the CLI take ``state.lock``
   (flock) for each transaction, and reload the state when another process replaced it.
@@ -170,7 +170,7 @@ class TicketIndex:
     """Which tickets may hold a key: a thread Message-ID (lower case) or a customer, by ticket number.
 
     Built once from every ticket as an open-addressing hash table of 64-bit hashes and numbers in
-    two arrays (32 bytes a key: 10,000 tickets with two keys each, 0.7 MB, built without a Python
+    two arrays (at most 2/3 full: 10,000 tickets with two keys each, 0.5 MB, built without a Python
     object per key; a dict of strings took 3 MB), then kept current by ``add`` in a small dict
     until that holds as many keys as the table (the ledger then builds it again). It may name
     tickets that no longer hold the key (a ticket changed or closed since, a hash collision):
@@ -187,7 +187,7 @@ class TicketIndex:
                 keys.append(self._hash(key))
                 numbers.append(int(ticket["number"]))
         self.size = len(keys)
-        self.mask = (1 << max(4, (2 * self.size).bit_length())) - 1  # at most half full
+        self.mask = (1 << max(4, (self.size + self.size // 2).bit_length())) - 1  # at most 2/3 full
         self.slots = array("q", bytes(8 * (self.mask + 1)))  # 0: empty
         self.numbers = array("q", bytes(8 * (self.mask + 1)))
         for hashed, number in zip(keys, numbers, strict=True):
