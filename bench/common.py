@@ -174,6 +174,23 @@ def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[st
                     err_path.read_text(errors="replace"), usage.ru_utime + usage.ru_stime)
 
 
+def group_cpu_seconds(pid: int) -> float:
+    """User + system time of process ``pid`` and of its children it has reaped (/proc/PID/stat), e.g. a
+    Dovecot master and the imap processes of the logins that have ended; 0.0 where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process's user + system time (for an SMTP sink running in one of its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage, int]:
     """Wait for ``process``; its status, its rusage and the last VmHWM read (kB; 0 if never read)."""
     deadline = time.monotonic() + timeout

@@ -15,6 +15,12 @@ run in turns (the peer first in odd rounds, supportd first in even ones), so nei
 the warmer server. ``ratio`` = supportd's rate / the peer's, per round; the summary gives the
 median and the spread over the rounds.
 
+On a machine whose cores are shared, the rates move with the load; the CPU each message costs moves
+much less. Each round also prints it in milliseconds a message (``peer_cpu_ms``,
+``supportd_cpu_ms``): the program's own (``wait4``), Dovecot's (its master's time plus that of the
+imap processes it reaped, i.e. of the logins that ended), and this process's, where the SMTP sink
+runs (for the peer, which sends nothing, that is the benchmark's own polling: the baseline).
+
     .venv/bin/python bench/peer.py --messages 3000 --rounds 3
 """
 
@@ -29,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +51,8 @@ from bench.common import (
     Servers,
     append_many,
     customer_mail,
+    group_cpu_seconds,
+    own_cpu_seconds,
     print_json,
     run_measured,
     servers,
@@ -114,12 +123,15 @@ def one_round(peer: Path, messages: int, peer_first: bool) -> dict[str, Any]:
                 client.logout()
         config = str(world.write_config())
         peer_command = [str(peer), "--config-file", str(write_peer_config(world))]
-        runs = {}
+        runs, servers_cpu = {}, {}
         for name in (("peer", "supportd") if peer_first else ("supportd", "peer")):
+            before = _servers_cpu_seconds(world)
             if name == "peer":
                 runs[name] = run_measured(peer_command, world.root, RUN_TIMEOUT, env=peer_env())
             else:
                 runs[name] = run_measured(supportd_command("once", "--config", config), world.root, RUN_TIMEOUT)
+            time.sleep(0.3)  # the imap process of its login ends and is reaped by Dovecot's master
+            servers_cpu[name] = tuple(round(b - a, 2) for a, b in zip(before, _servers_cpu_seconds(world), strict=True))
             if runs[name].returncode != 0:
                 raise RuntimeError(f"{name} failed ({runs[name].returncode}):\n{runs[name].stderr[-3000:]}")
         sorted_by_peer, left_in_inbox = _peer_outcome(world)
@@ -140,8 +152,24 @@ def one_round(peer: Path, messages: int, peer_first: bool) -> dict[str, Any]:
         "supportd_seconds": round(runs["supportd"].seconds, 3), "supportd_msgs_per_s": round(supportd_rate, 1),
         "supportd_rss_mb": round(runs["supportd"].max_rss_kb / 1024, 1),
         "acknowledged": acknowledged, "sent": sent, "ratio": round(supportd_rate / peer_rate, 2),
+        # CPU milliseconds a message: the program's own, Dovecot's, and this process's (the SMTP sink)
+        "peer_cpu_ms": _per_message(runs["peer"].cpu_seconds, *servers_cpu["peer"], messages=messages),
+        "supportd_cpu_ms": _per_message(runs["supportd"].cpu_seconds, *servers_cpu["supportd"], messages=messages),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def _servers_cpu_seconds(world: Servers) -> tuple[float, float]:
+    """(Dovecot's CPU seconds so far, this process's: the SMTP sink is one of its threads)."""
+    return group_cpu_seconds(world.dovecot.pgid or 0), own_cpu_seconds()
+
+
+def _per_message(program: float, dovecot: float, sink: float, messages: int) -> dict[str, float]:
+    """CPU ms a message of the program, Dovecot (imap processes whose login ended) and the SMTP sink."""
+    ms = {"program": program, "dovecot": dovecot, "smtp_sink": sink}
+    result = {k: round(v * 1000 / messages, 2) for k, v in ms.items()}
+    result["total"] = round(sum(ms.values()) * 1000 / messages, 2)
+    return result
 
 
 def _peer_outcome(world: Servers) -> tuple[int, int]:
@@ -165,6 +193,8 @@ def measure(messages: int, rounds: int, version: str = PEER_VERSION) -> dict[str
         "peer_msgs_per_s": round(statistics.median(r["peer_msgs_per_s"] for r in results), 1),
         "supportd_msgs_per_s": round(statistics.median(r["supportd_msgs_per_s"] for r in results), 1),
         "ratio": round(statistics.median(ratios), 2), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "peer_cpu_ms_total": round(statistics.median(r["peer_cpu_ms"]["total"] for r in results), 2),
+        "supportd_cpu_ms_total": round(statistics.median(r["supportd_cpu_ms"]["total"] for r in results), 2),
         "runs": results,
     }
 
