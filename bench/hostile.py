@@ -50,6 +50,10 @@ def _nested_parts(case: str, depth: int) -> bytes:
     return (HEAD.format(subject="nested", case=case)).encode() + body.encode()
 
 
+def _html(case: str, body: bytes) -> bytes:
+    return (HEAD.format(subject="html", case=case) + "Content-Type: text/html\r\n\r\n").encode() + body
+
+
 def _exe_after_padding(case: str) -> bytes:
     """A program attached after 20 MB of padding (the guard must still see its name)."""
     head = HEAD.format(subject="invoice", case=case) + 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
@@ -83,11 +87,18 @@ CASES: dict[str, Callable[[str], bytes]] = {
     "display_name_200kb": lambda c: (b"From: " + b"x" * 200_000 + b" <big@example.org>\r\n"
                                      + plain(c, b"Where is my parcel?").split(b"\r\n", 1)[1]),
     "subject_1mb": lambda c: plain(c, b"hi", subject="cancel " * 150_000),
-    "deep_html_20k": lambda c: (HEAD.format(subject="html", case=c) + "Content-Type: text/html\r\n\r\n").encode()
-    + b"<div><blockquote>" * 20_000 + b"where is my order" + b"</blockquote></div>" * 20_000,
+    "deep_html_20k": lambda c: _html(c, b"<div><blockquote>" * 20_000 + b"where is my order"
+                                     + b"</blockquote></div>" * 20_000),
     "signature_lines_100k": lambda c: plain(c, b"Where is my order?\r\n" + b"--\r\nName\r\n" * 100_000),
     "sentences_without_end_2mb": lambda c: plain(c, b"please cancel my order and " * 75_000),
     "exe_after_20mb": _exe_after_padding,
+    "question_lines_3mb": lambda c: plain(c, b"Where is my order? It was due on Monday.\n" * 75_000),
+    "date_lines_3mb": lambda c: plain(c, b"On 3 Nov 2026 Shop\n" * 150_000),
+    "header_labels_3mb": lambda c: plain(c, b"From: x\nSent: y\n" * 190_000),
+    "unterminated_tags_html": lambda c: _html(c, b"<a" * 250_000),
+    "unterminated_comments_html": lambda c: _html(c, b"<!--" * 125_000),
+    "unterminated_end_tags_html": lambda c: _html(c, b"</" * 250_000),
+    "unterminated_instructions_html": lambda c: _html(c, b"<?" * 250_000),
 }
 
 

@@ -598,9 +598,9 @@ def html_to_text(html: str) -> str:
     extractor = _TextExtractor()
     # html.parser is lenient, but malformed mail must still give what was read so far.
     with contextlib.suppress(Exception):
-        extractor.feed(_defused_markup(html.replace("\x00", "")))
+        extractor.feed(_defused_markup(html.replace(LONE_LT, "")))
         extractor.close()
-    return _tidy_html_text("".join(extractor.pieces))
+    return _tidy_html_text("".join(extractor.pieces).replace(LONE_LT, "<"))
 
 
 def _defused_markup(html: str) -> str:
@@ -609,37 +609,29 @@ def _defused_markup(html: str) -> str:
     Python 3.11's parser rescans the rest of the document for every unterminated construct,
     so a few hundred kilobytes of "<a<a<a..." take minutes. Here comments and ``<!...>`` /
     ``<?...>`` declarations are removed (an unclosed comment runs to the end, as in browsers),
-    and a '<' that does not open a tag closed by '>' before the next '<' becomes "&lt;".
+    and a '<' that does not open a tag closed by '>' before the next '<' becomes ``LONE_LT``.
     """
-    out: list[str] = []
-    position = 0
-    next_gt = 0
-    while position < len(html):
-        start = html.find("<", position)
-        if start == -1:
-            out.append(html[position:])
-            break
-        out.append(html[position:start])
-        if html.startswith("<!--", start):
-            end = html.find("-->", start + 4)
-            if end == -1:
-                break
-            position = end + 3
-            continue
-        if 0 <= next_gt <= start:
-            next_gt = html.find(">", start + 1)
-        next_lt = html.find("<", start + 1)
-        closed = next_gt != -1 and (next_lt == -1 or next_gt < next_lt)
-        opener = html[start + 1 : start + 2]
-        if closed and opener in ("!", "?"):
-            position = next_gt + 1
-        elif closed and (opener.isalpha() or opener == "/"):
-            out.append(html[start : next_gt + 1])
-            position = next_gt + 1
-        else:
-            out.append("&lt;")
-            position = start + 1
-    return "".join(out)
+    return _MARKUP.sub(_defused, html)
+
+
+# A '<' that opens no tag reaches html.parser as NUL (removed from the mail before) and comes back as '<':
+# as "&lt;" each one cost the parser an entity lookup (0.35 s for 150,000).
+LONE_LT = "\x00"
+# A comment (an unclosed one runs to the end), a '<' closed by '>' before the next '<', or a lone '<'.
+# One regex pass: the same rewriting as a Python loop over every '<', 0.51 s -> 0.1 s for 150,000.
+_MARKUP = re.compile(r"<!--.*?(?:-->|\Z)|<[^<>]*+>|<", re.DOTALL)
+
+
+def _defused(markup: re.Match[str]) -> str:
+    found = markup[0]
+    if found.startswith("<!--"):
+        return ""
+    opener = found[1:2]
+    if len(found) > 1 and opener in ("!", "?"):
+        return ""
+    if len(found) > 1 and (opener.isalpha() or opener == "/"):
+        return found
+    return LONE_LT + found[1:]
 
 
 def _tidy_html_text(text: str) -> str:

@@ -13,7 +13,6 @@ import json
 import logging
 
 import pytest
-from test_confirmations import START, answer, ask, hook_calls, reply_and_run, to_customer, token_of, with_hook
 
 from supportd.act import pending
 from supportd.base.clock import FakeClock
@@ -21,6 +20,7 @@ from supportd.decide.explicit import NO, UNCLEAR, YES, Language, confirmation_an
 from supportd.decide.rules import load_rules
 from supportd.service import cli
 
+from act.test_confirmations import START, answer, ask, hook_calls, reply_and_run, to_customer, token_of, with_hook
 from conftest import REPO, World, mail
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_confirmations import TOKEN, answer, hook_calls, with_hook
 
 from supportd.base.clock import FakeClock
 from supportd.intake.identity import PLAIN_FROM, display_name_for_reply, full_reading, read_from, utf8_header
 
+from act.test_confirmations import TOKEN, answer, hook_calls, with_hook
 from conftest import OWNER, SUPPORT, World, corpus_path, mail
 
 START = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)  # a Tuesday, within business hours

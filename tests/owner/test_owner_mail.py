@@ -373,7 +373,7 @@ def test_tickets_json_and_the_table_show_each_state(world: World, capsys: pytest
 
 def test_a_ticket_answered_by_an_faq_waits_for_the_customer(world: World) -> None:
     """An FAQ question answered at once: `supportd tickets --json` shows the ticket waiting, with no due time."""
-    from test_faq import faq_answer  # the default rules with every FAQ answer written
+    from decide.test_faq import faq_answer  # the default rules with every FAQ answer written
 
     faq_answer(world, "Which payment methods do you accept?", "Payment")
     [ticket] = tickets_json(world).values()

@@ -12,9 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from test_daemon import WAIT, stop, wait_for_log
-
 from conftest import SUPPORT, World, mail
+from service.test_daemon import WAIT, stop, wait_for_log
 
 
 def status(world: World) -> tuple[int, dict[str, object]]:

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import WAIT, start_daemon, stop, wait_for_log
-from test_tickets import ADA, reply_to
 
+from act.test_tickets import ADA, reply_to
 from conftest import World, mail
+from service.test_daemon import WAIT, start_daemon, stop, wait_for_log
 
 
 def supportd(world: World, *args: str) -> subprocess.CompletedProcess[str]:
