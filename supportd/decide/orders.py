@@ -20,13 +20,15 @@ import csv
 import json
 import logging
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from supportd.base.config import OrdersConfig
 
 log = logging.getLogger(__name__)
 FIELDS = ("status", "tracking", "carrier", "tracking_url")
+Answer = TypeVar("Answer")  # what a source is asked for: an order's status, or whose it is
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,22 @@ class OrderStatus:
 
 def lookup(config: OrdersConfig, order_number: str | None, address: str) -> OrderStatus | None:
     """The status of the customer's order: by number when given, else their latest by address."""
+    return _ask_source(config, order_number, address, _from_csv, _from_command,
+                       failed="order lookup failed (%s); a person will check instead")
+
+
+def _ask_source(config: OrdersConfig, order_number: str | None, address: str,
+                by_csv: Callable[[OrdersConfig, str | None, str], Answer],
+                by_command: Callable[[OrdersConfig, str | None, str], Answer], *, failed: str) -> Answer | None:
+    """Ask the configured order source (the CSV file, else the command); None when there is none or it
+    failed (logged with ``failed``: a broken source never stops the message)."""
     try:
         if config.csv_file is not None:
-            return _from_csv(config, order_number, address)
+            return by_csv(config, order_number, address)
         if config.command:
-            return _from_command(config, order_number, address)
+            return by_command(config, order_number, address)
     except (OSError, ValueError, csv.Error, subprocess.SubprocessError) as exc:
-        log.warning("order lookup failed (%s); a person will check instead", type(exc).__name__)
+        log.warning(failed, type(exc).__name__)
     return None
 
 
@@ -74,14 +85,9 @@ def owner_of(config: OrdersConfig, order_number: str | None, address: str) -> Ow
 
     Never raises: a broken source knows nothing (owner ''), and nothing is held on it.
     """
-    try:
-        if config.csv_file is not None:
-            return _owner_from_csv(config, order_number, address)
-        if config.command:
-            return _owner_from_command(config, order_number, address)
-    except (OSError, ValueError, csv.Error, subprocess.SubprocessError) as exc:
-        log.warning("order ownership lookup failed (%s); nothing is held", type(exc).__name__)
-    return Ownership(order_number or "", "")
+    found = _ask_source(config, order_number, address, _owner_from_csv, _owner_from_command,
+                        failed="order ownership lookup failed (%s); nothing is held")
+    return found if found is not None else Ownership(order_number or "", "")
 
 
 def _csv_rows(config: OrdersConfig) -> Iterator[dict[str, str]]:

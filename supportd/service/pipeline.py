@@ -40,7 +40,8 @@ from supportd.base.clock import iso, parse_iso
 from supportd.decide.actions import Plan, apply_plan, plan_message
 from supportd.decide.budget import DecisionTimeout, decision_budget
 from supportd.deliver import outbox
-from supportd.deliver.mailer import SENT, Mailer  # SENT: a reply's outbox state once the server took it
+from supportd.deliver.envelope import SENT
+from supportd.deliver.mailer import Mailer
 from supportd.deliver.sentcopy import SentCopier
 from supportd.intake.inbox import Landed, Mailbox, Stored
 from supportd.intake.message import Inbound, message_id_of, parse
@@ -363,12 +364,7 @@ class Pipeline:
         3,000 mails: the MULTIAPPENDs were 5.0 s of a 40 s profiled pass, all of it waiting.
         """
         self._note_copied(self.sent_copier.wait())
-        if copy_meanwhile:
-            uncopied = self._uncopied()
-            if uncopied:
-                self.sent_copier.start([e["id"] for e in uncopied], [e["raw"].encode("utf-8") for e in uncopied])
-        else:
-            self._copy_sent()
+        self._copy_sent(meanwhile=copy_meanwhile)
         self._mark_done()
         carried_codes = self._archive_replies()
         self.ledger.commit()
@@ -409,12 +405,17 @@ class Pipeline:
     def _uncopied(self) -> list[Doc]:
         return [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
 
-    def _copy_sent(self) -> None:
+    def _copy_sent(self, meanwhile: bool = False) -> None:
+        """Append the sent replies not yet in Sent: now, or ``meanwhile`` on the copier's connection."""
         uncopied = self._uncopied()
         if not uncopied:
             return
-        self.own_copies |= self.mailbox.append_sent(e["raw"].encode("utf-8") for e in uncopied)
-        self._note_copied([e["id"] for e in uncopied])
+        ids, raws = [e["id"] for e in uncopied], [e["raw"].encode("utf-8") for e in uncopied]
+        if meanwhile:
+            self.sent_copier.start(ids, raws)
+            return
+        self.own_copies |= self.mailbox.append_sent(raws)
+        self._note_copied(ids)
 
     def _note_copied(self, ids: list[str]) -> None:
         """The server took these copies; committed with "done" next: a crash before finds them in Sent."""
@@ -464,7 +465,7 @@ class Pipeline:
             for message_id in found:
                 self.ledger.patch("outbox", "id", message_id, state=SENT, copied=True,
                                   last_error="found in Sent after a recovery")
-        uncopied = [e for e in self.ledger.find("outbox", state=SENT) if not e["copied"]]
+        uncopied = self._uncopied()
         if uncopied:
             already = self.mailbox.sent_has(e["id"] for e in uncopied)
             for entry in uncopied:
