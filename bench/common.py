@@ -7,6 +7,7 @@ state in one temp folder that is removed afterwards. supportd itself runs as a s
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import email.policy
 import email.utils
@@ -135,7 +136,13 @@ def supportd_command(*args: str) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """The environment for supportd subprocesses: this checkout first on the import path."""
+    """The environment for supportd subprocesses: this checkout first on the import path.
+
+    The checkout's modules are byte-compiled first, as ``pip install`` does for an installed
+    package (and did for the peer in bench/peer.py): under PYTHONDONTWRITEBYTECODE (set on this
+    machine) every run would otherwise compile supportd's source again, 0.14 s of a 0.75 s start.
+    """
+    compileall.compile_dir(REPO / "supportd", quiet=1)
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 
