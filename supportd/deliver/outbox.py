@@ -23,7 +23,6 @@ decided, and its Message-ID is fixed then, so a resend after a crash would be re
 from __future__ import annotations
 
 import datetime as dt
-import email.policy
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from supportd.deliver.envelope import RETRY as RETRY
 from supportd.deliver.envelope import UNSENT_STATES as UNSENT_STATES
 from supportd.deliver.replies import NOTHING as NOTHING
 from supportd.deliver.replies import Answering as Answering
-from supportd.deliver.replies import build_email
+from supportd.deliver.replies import Draft, email_bytes
 from supportd.intake.identity import display_name_for_reply
 from supportd.intake.message import Address
 from supportd.intake.msgids import make_message_id
@@ -53,8 +52,6 @@ if TYPE_CHECKING:  # the SMTP client is the daemon's: composing and queuing need
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600
-# A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
-UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")
 
 
 @dataclass(frozen=True)
@@ -114,12 +111,11 @@ def compose(
         headers["X-Supportd-Ticket"] = str(ticket)
     if answering.about:
         headers["X-Supportd-Ref"] = reference_of(answering.about)
-    msg = build_email(
+    raw = email_bytes(Draft(
         sender=Address(shop.name, shop.support_address), to=Address(display_name_for_reply(to.name), to.email),
         subject=letter.subject, rendered=rendered, message_id=message_id, date=ctx.local_now(),
         answering=answering, headers=headers,
-    )
-    raw = msg.as_bytes() if to.email.isascii() else msg.as_bytes(policy=UTF8_HEADERS)
+    ))
     return Outgoing(kind=mail.kind, message_id=message_id, to=to.email, subject=" ".join(letter.subject.split()),
                     text=rendered.text, raw=raw, for_key=answering.key, ticket=ticket)
 

@@ -40,7 +40,7 @@ from supportd.base.errors import Problem
 from supportd.decide.registry import confirm_action
 from supportd.deliver.envelope import FAILED, PENDING_STATES
 from supportd.deliver.outbox import Outgoing, queue
-from supportd.deliver.replies import Rendered, build_email, sandboxed_environment
+from supportd.deliver.replies import Draft, Rendered, build_email, sandboxed_environment
 from supportd.intake.message import Address
 from supportd.intake.msgids import make_message_id
 from supportd.owner.alerts import CAUSES, human_duration, human_moment
@@ -707,8 +707,8 @@ def compose_digest(ctx: Context, week: Week, ref: str = "") -> Outgoing:
     end = week.end.astimezone(week.zone)
     subject = (f"[supportd] your week to {end.day} {end:%B}: {_n(facts.total, 'request')}, "
                f"{len(facts.overdue)} overdue")
-    msg = build_email(sender=Address(shop.name, shop.support_address), to=Address("", shop.owner_address),
-                      subject=subject, rendered=rendered, message_id=message_id, date=ctx.local_now(),
-                      headers={"Auto-Submitted": "auto-generated"})
+    msg = build_email(Draft(sender=Address(shop.name, shop.support_address), to=Address("", shop.owner_address),
+                            subject=subject, rendered=rendered, message_id=message_id, date=ctx.local_now(),
+                            headers={"Auto-Submitted": "auto-generated"}))
     return Outgoing(kind="owner", message_id=message_id, to=shop.owner_address, subject=subject,
                     text=rendered.text, raw=msg.as_bytes(), for_key=None, ticket=None)
