@@ -28,7 +28,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from supportd.base.yamlfile import Section, YList, YMap, load_yaml, shown_path, 
 from supportd.decide import explicit, registry
 from supportd.decide.explicit import Language
 from supportd.decide.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
+from supportd.decide.prefilter import Prefilter
 from supportd.decide.spelling import Spelling
 from supportd.intake.language import detect_language
 from supportd.intake.message import Inbound
@@ -89,13 +90,27 @@ class View:
     "cancel my order" to every rule, and the sentences shown in ``why`` are the mended ones.
     """
 
-    def __init__(self, msg: Inbound, spelling: Spelling | None = None) -> None:
+    def __init__(self, msg: Inbound, spelling: Spelling | None = None, prefilter: Prefilter | None = None) -> None:
         self.msg = msg
         subject, text = msg.topic[:RULE_SUBJECT_CHARS], msg.own_text[:RULE_TEXT_CHARS]
         self.subject = spelling.correct(subject) if spelling else subject
         self.text = spelling.correct(text) if spelling else text
         self.sender = msg.sender.key if msg.sender else ""
         self.recipients = tuple(a.key for a in msg.to + msg.cc) + msg.delivered_to
+        self.prefilter = prefilter
+        self._ruled_out: dict[str, frozenset[int]] = {}
+
+    def field(self, name: str) -> str:
+        """The subject or the text."""
+        return self.subject if name == "subject" else self.text
+
+    def ruled_out(self, name: str) -> frozenset[int]:
+        """The patterns that cannot match the subject or the text (their ``id``), read once for all of them."""
+        found = self._ruled_out.get(name)
+        if found is None:
+            found = self.prefilter.ruled_out(self.field(name)) if self.prefilter else frozenset()
+            self._ruled_out[name] = found
+        return found
 
 
 class Condition(Protocol):
@@ -108,13 +123,20 @@ class Condition(Protocol):
 class TextCondition:
     fields: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
+    keys: frozenset[int] = field(init=False, repr=False, compare=False)  # the patterns' ids, for the prefilter
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", frozenset(id(pattern) for pattern in self.patterns))
 
     def hits(self, view: View) -> list[Hit] | None:
         found: list[Hit] = []
         for name in self.fields:
-            value = view.subject if name == "subject" else view.text
+            ruled_out = view.ruled_out(name)
+            if ruled_out >= self.keys:
+                continue  # none of the words its patterns need is there (the usual case)
+            value = view.field(name)
             for pattern in self.patterns:
-                if pattern.search(value) is None:  # the usual case (2 hits in 290 scans a message): no iterator
+                if id(pattern) in ruled_out or pattern.search(value) is None:
                     continue
                 matches = itertools.islice(pattern.finditer(value), MAX_HITS_PER_PATTERN)
                 found.extend(Hit(name, m.start(), m.end(), m.group()) for m in matches)
@@ -175,6 +197,17 @@ class Not:
 
     def hits(self, view: View) -> list[Hit] | None:
         return [] if self.part.hits(view) is None else None
+
+
+def text_patterns(condition: Condition) -> Iterator[re.Pattern[str]]:
+    """The patterns the condition runs over the subject and the text, however deeply nested."""
+    if isinstance(condition, TextCondition):
+        yield from condition.patterns
+    elif isinstance(condition, (AllOf, AnyOf)):
+        for part in condition.parts:
+            yield from text_patterns(part)
+    elif isinstance(condition, Not):
+        yield from text_patterns(condition.part)
 
 
 # ---------------------------------------------------------------- the rule set
@@ -254,6 +287,11 @@ class RuleSet:
     files: dict[str, float] = field(default_factory=dict)
     faq: FaqSet = field(default_factory=FaqSet)
     spelling: Spelling | None = None
+    prefilter: Prefilter | None = field(init=False, repr=False)  # None: every pattern scans every field
+
+    def __post_init__(self) -> None:
+        conditions = [rule.condition for rule in self.rules] + [entry.condition for entry in self.faq.entries]
+        self.prefilter = Prefilter(pattern for condition in conditions for pattern in text_patterns(condition))
 
     @property
     def fallback(self) -> Intent:
@@ -265,7 +303,7 @@ class RuleSet:
 
     def decide(self, msg: Inbound) -> Decision:
         """Every intent the message shows, the primary one first, and what to do about it."""
-        view = View(msg, self.spelling)
+        view = View(msg, self.spelling, self.prefilter)
         matches: list[tuple[Rule, list[Hit]]] = []
         for rule in self.rules:
             hits = rule.condition.hits(view)
