@@ -2,9 +2,11 @@
 
 The messages are put in INBOX before the clock starts (MULTIAPPEND). Then ``supportd once`` runs
 as a subprocess; messages per second is handled / the wall time of that process (start-up,
-imports and connecting included), and the peak RSS is that process's own (``wait4``'s
-``ru_maxrss``, exact, no polling). ``startup_s`` is a ``supportd once`` over an empty inbox in the
-same setup, so ``msgs_per_s_after_startup`` shows the steady rate.
+imports and connecting included), and the peak RSS is that process's own (VmHWM, see
+``run_measured``); ``children_rss_mb`` is the peak of its read-ahead process
+(``limits.read_ahead_processes``), whose CPU is in ``cpu_s`` with the main process's (``wait4``).
+``startup_s`` is a ``supportd once`` over an empty inbox in the same setup, so
+``msgs_per_s_after_startup`` shows the steady rate.
 
 ``--profile FILE`` runs the same pass under cProfile instead (slower; not timed) and prints the
 functions with the most cumulative time.
@@ -61,6 +63,10 @@ def measure(messages: int, profile: Path | None = None, top: int = 40) -> dict[s
         "seconds": round(finished.seconds, 3),
         "backlog_msgs_per_s": round(handled / finished.seconds, 1),
         "rss_mb": round(finished.max_rss_kb / 1024, 1),
+        # the read-ahead process (and multiprocessing's resource tracker): their own peaks, summed
+        "children_rss_mb": round(finished.children_rss_kb / 1024, 1),
+        "cpu_s": round(finished.cpu_seconds, 3),  # the process's and its reaped children's (the read-ahead's)
+        "children_cpu_s": round(finished.children_cpu_seconds, 3),
         "startup_s": round(startup.seconds, 3),
         "startup_rss_mb": round(startup.max_rss_kb / 1024, 1),
         "msgs_per_s_after_startup": round(handled / max(1e-9, finished.seconds - startup.seconds), 1),

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,9 @@ class Finished:
     max_rss_kb: int
     stdout: str
     stderr: str
-    cpu_seconds: float = 0.0  # user + system time of the process itself (wait4's rusage)
+    cpu_seconds: float = 0.0  # user + system time of the process and of the children it reaped (wait4's rusage)
+    children_rss_kb: int = 0  # the peak RSS of its child processes (supportd's read-ahead), summed
+    children_cpu_seconds: float = 0.0  # the part of ``cpu_seconds`` that its reaped children used
 
 
 def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[str, str] | None = None) -> Finished:
@@ -173,23 +175,30 @@ def run_measured(command: list[str], log_dir: Path, timeout: float, env: dict[st
         started = time.perf_counter()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                    env=child_env() if env is None else env)
-        status, usage, peak_kb = _wait4(process, timeout)
+        status, usage, watched = _wait4(process, timeout)
         seconds = time.perf_counter() - started
     returncode = os.waitstatus_to_exitcode(status)
     process.returncode = returncode  # reaped by wait4: tell Popen, or it waits again
-    return Finished(returncode, seconds, peak_kb or usage.ru_maxrss, out_path.read_text(errors="replace"),
-                    err_path.read_text(errors="replace"), usage.ru_utime + usage.ru_stime)
+    return Finished(returncode, seconds, watched.peak_kb or usage.ru_maxrss, out_path.read_text(errors="replace"),
+                    err_path.read_text(errors="replace"), usage.ru_utime + usage.ru_stime,
+                    sum(watched.children_kb.values()), watched.children_cpu)
 
 
 def group_cpu_seconds(pid: int) -> float:
     """User + system time of process ``pid`` and of its children it has reaped (/proc/PID/stat), e.g. a
     Dovecot master and the imap processes of the logins that have ended; 0.0 where it cannot be read."""
+    return sum(_stat_cpu_seconds(pid))
+
+
+def _stat_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of process ``pid``: its own CPU, and its reaped children's."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return 0.0
+        return 0.0, 0.0
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (utime + stime) / ticks, (cutime + cstime) / ticks
 
 
 def own_cpu_seconds() -> float:
@@ -198,21 +207,61 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage, int]:
-    """Wait for ``process``; its status, its rusage and the last VmHWM read (kB; 0 if never read)."""
+@dataclass
+class _Watched:
+    """What ``_wait4`` read of a process in /proc while it ran."""
+
+    peak_kb: int = 0  # its last VmHWM (0 if never read)
+    children_kb: dict[int, int] = field(default_factory=dict)  # each child's last VmHWM, by PID
+    children_cpu: float = 0.0  # CPU seconds of the children it had reaped (cutime + cstime), last read
+
+
+def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage, _Watched]:
+    """Wait for ``process``; its status, its rusage, and its and its children's peak RSS and CPU.
+
+    A child's CPU is in the rusage once the process has reaped it, its memory is not (see above):
+    each child's VmHWM is read from /proc (looked for every ``CHILDREN_EVERY``). A spawned child's
+    VmHWM is its own since its ``exec``: the parent's pages are not in it.
+    """
     deadline = time.monotonic() + timeout
-    peak_kb = 0
+    watched = _Watched()
     status_file = Path(f"/proc/{process.pid}/status")
+    looked = 0.0
     while True:
-        peak_kb = max(peak_kb, _vm_hwm_kb(status_file))
+        watched.peak_kb = max(watched.peak_kb, _vm_hwm_kb(status_file))
+        if time.monotonic() - looked > CHILDREN_EVERY:
+            looked = time.monotonic()
+            children = watched.children_kb
+            children.update((pid, 0) for pid in _children(process.pid) if pid not in children)
+            for pid in children:
+                children[pid] = max(children[pid], _vm_hwm_kb(Path(f"/proc/{pid}/status")))
+        if watched.children_kb:  # read at each look: a child is often reaped just before its parent ends
+            watched.children_cpu = max(watched.children_cpu, _stat_cpu_seconds(process.pid)[1])
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid == process.pid:
-            return status, usage, peak_kb
+            return status, usage, watched
         if time.monotonic() > deadline:
             process.kill()
             _pid, status, usage = os.wait4(process.pid, 0)
             raise TimeoutError(f"{' '.join(command_name(process))} did not finish within {timeout} s")
         time.sleep(0.002)
+
+
+CHILDREN_EVERY = 0.2  # seconds between looks for children (a scan of /proc: ~1 ms of this process)
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs whose parent is ``pid`` (/proc/PID/task/*/children is not in every kernel)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def _vm_hwm_kb(status_file: Path) -> int:

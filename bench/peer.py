@@ -17,7 +17,8 @@ median and the spread over the rounds.
 
 On a machine whose cores are shared, the rates move with the load; the CPU each message costs moves
 much less. Each round also prints it in milliseconds a message (``peer_cpu_ms``,
-``supportd_cpu_ms``): the program's own (``wait4``), Dovecot's (its master's time plus that of the
+``supportd_cpu_ms``): the program's own (``wait4``: with its reaped children, e.g. supportd's
+read-ahead process, whose own peak RSS is ``supportd_children_rss_mb``), Dovecot's (its master's time plus that of the
 imap processes it reaped, i.e. of the logins that ended), and this process's, where the SMTP sink
 runs (for the peer, which sends nothing, that is the benchmark's own polling: the baseline).
 
@@ -151,6 +152,7 @@ def one_round(peer: Path, messages: int, peer_first: bool) -> dict[str, Any]:
         "peer_rss_mb": round(runs["peer"].max_rss_kb / 1024, 1),
         "supportd_seconds": round(runs["supportd"].seconds, 3), "supportd_msgs_per_s": round(supportd_rate, 1),
         "supportd_rss_mb": round(runs["supportd"].max_rss_kb / 1024, 1),
+        "supportd_children_rss_mb": round(runs["supportd"].children_rss_kb / 1024, 1),  # its read-ahead process
         "acknowledged": acknowledged, "sent": sent, "ratio": round(supportd_rate / peer_rate, 2),
         # CPU milliseconds a message: the program's own, Dovecot's, and this process's (the SMTP sink)
         "peer_cpu_ms": _per_message(runs["peer"].cpu_seconds, *servers_cpu["peer"], messages=messages),

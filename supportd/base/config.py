@@ -19,6 +19,7 @@ from supportd.base.yamlfile import Section, YList, load_yaml, parse_clock_time
 
 TLS_MODES = ("none", "starttls", "implicit")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_READ_AHEAD_PROCESSES = 8  # each one a Python process of ~30 MB; more than the cores is no faster
 DEFAULT_ROBOT_SENDERS = (
     "mailer-daemon", "postmaster", "post_master", "no-reply", "noreply", "do-not-reply", "donotreply",
     "*-request", "owner-*", "*-bounces", "bounces", "bounce", "listserv", "majordomo",
@@ -149,6 +150,7 @@ class LimitsConfig:
     batch_size: int = D("limits.batch_size")
     bad_tokens_per_sender_per_day: int = D("limits.bad_tokens_per_sender_per_day")
     decision_seconds: float = D("limits.decision_seconds")
+    read_ahead_processes: int = D("limits.read_ahead_processes")
 
 
 @dataclass(frozen=True)
@@ -414,9 +416,13 @@ class _Reader:
             batch_size=self.declared(section, "batch_size", int),
             bad_tokens_per_sender_per_day=self.declared(section, "bad_tokens_per_sender_per_day", int),
             decision_seconds=self.declared(section, "decision_seconds", float),
+            read_ahead_processes=self.declared(section, "read_ahead_processes", int),
         )
         if result.decision_seconds <= 0:
             section.error(section.line_of("decision_seconds"), "limits.decision_seconds must be more than 0")
+        if not 0 <= result.read_ahead_processes <= MAX_READ_AHEAD_PROCESSES:
+            section.error(section.line_of("read_ahead_processes"),
+                          f"limits.read_ahead_processes must be 0 to {MAX_READ_AHEAD_PROCESSES}")
         if not 1 <= result.max_attempts <= 3:
             section.error(section.line_of("max_attempts"), "limits.max_attempts must be 1, 2 or 3")
         section.finish()

@@ -102,6 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits.batch_size", INTEGER, 50, "messages fetched and decided together"),
     Setting("limits.bad_tokens_per_sender_per_day", INTEGER, 5, "wrong confirmation codes before a sender is ignored"),
     Setting("limits.decision_seconds", NUMBER, 5.0, "a message that takes longer to decide is quarantined at once"),
+    Setting("limits.read_ahead_processes", INTEGER, 1,
+            "processes that read a backlog's next batch ahead (0: off; at most the cores less one)"),
     Setting("digest.weekday", TEXT, "monday", "a day's name"),
     Setting("digest.time", TIME, "08:00", "in quotes", example='"08:00"'),
     Setting("digest.timezone", TEXT, comment="default: hours.timezone"),

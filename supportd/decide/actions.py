@@ -4,7 +4,9 @@
 leaves nothing half-done, and ``supportd try`` shows the exact plan without keeping any state.
 ``apply_plan`` writes the plan into the (in-memory) ledger; the pipeline commits it together with
 the message's "decided" state, so the decision, its ticket, its held action and its replies become
-durable at the same instant.
+durable at the same instant. What needs no state (the rules, the guard, the language, the
+customer's own words) is read first by ``supportd.decide.reading``, in this process or, for a
+backlog, ahead in another; the plan is the same either way.
 
 The order of questions:
 
@@ -28,7 +30,6 @@ trusts"), the one address the order lookup, the caps and the confirmations are k
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
@@ -37,13 +38,12 @@ from typing import Any
 from supportd.act import commands, pending, tickets
 from supportd.base.clock import iso, parse_iso
 from supportd.decide import explicit, guard, hours, orders, registry
+from supportd.decide.reading import Reading, read_message
 from supportd.decide.rules import Decision
 from supportd.deliver.outbox import Answering, Letter, MailKey, Outgoing, compose, queue
 from supportd.deliver.replies import first_name, reply_subject
-from supportd.intake.language import detect_language
 from supportd.intake.message import Address, Inbound
 from supportd.intake.msgids import read_message_id
-from supportd.intake.owntext import own_words
 from supportd.owner import alerts as owner
 from supportd.service.context import Context
 from supportd.state.ledger import Doc
@@ -60,6 +60,7 @@ class Plan:
     key: str | None
     msg: Inbound
     decision: Decision
+    language: str  # replies are written in it (``Reading.language``)
     skip_reason: str | None = None
     mails: list[Outgoing] = field(default_factory=list)
     new_ticket: dict[str, Any] | None = None
@@ -129,9 +130,11 @@ def _faq_why(decision: Decision) -> str | None:
 # ---------------------------------------------------------------- planning
 
 
-def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
-    msg = without_our_text(ctx, msg)
-    plan = Plan(key=key, msg=msg, decision=ctx.rules.decide(msg))
+def plan_message(ctx: Context, msg: Inbound, key: str | None, reading: Reading | None = None) -> Plan:
+    """The plan for ``msg``; ``reading`` is ``read_message(ctx.reader, msg)`` when it was read ahead."""
+    reading = reading or read_message(ctx.reader, msg)
+    msg = reading.msg
+    plan = Plan(key=key, msg=msg, decision=reading.decision, language=reading.language)
     if key is not None and _seen_before(ctx, msg, key):
         plan.skip_reason = "duplicate: a copy of this message was handled before"
         plan.outcome = "duplicate"
@@ -139,7 +142,7 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
     if _from_the_shop(ctx, msg):
         _plan_shop_mail(ctx, plan)
         return plan
-    verdict = guard.check(msg, ctx.guard_settings)
+    verdict = reading.verdict
     if not verdict.reply_allowed:
         plan.skip_reason = verdict.reason
         plan.outcome = "held back"
@@ -163,16 +166,6 @@ def plan_message(ctx: Context, msg: Inbound, key: str | None) -> Plan:
     else:
         _plan_new_request(ctx, plan)
     return plan
-
-
-def without_our_text(ctx: Context, msg: Inbound) -> Inbound:
-    """The message with any of supportd's own text (its templates') taken out of the own words.
-
-    The second line of defence behind quote detection: our confirmation request pasted back
-    without quote marks, or re-wrapped by the client, is never the customer's "yes".
-    """
-    own_text = own_words(msg.full_text, ctx.replies.our_text())
-    return msg if own_text == msg.own_text else dataclasses.replace(msg, own_text=own_text)
 
 
 def _from_the_shop(ctx: Context, msg: Inbound) -> bool:
@@ -253,7 +246,7 @@ def _reply_to(msg: Inbound) -> Address:
 def _base_values(ctx: Context, plan: Plan, ticket: int | None, due: dt.datetime) -> dict[str, Any]:
     sender = _sender(plan)
     decision = plan.decision
-    language = detect_language(f"{plan.msg.own_subject}\n{plan.msg.own_text}", ctx.config.shop.language)
+    language = plan.language
     return {
         "language": language,
         "photos": [name for name in plan.msg.attachment_names if PHOTO.search(name)],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from supportd.base.clock import Clock
 from supportd.base.config import Config
 from supportd.decide.guard import GuardSettings
+from supportd.decide.reading import Reader
 from supportd.decide.rules import RuleSet
 from supportd.deliver.replies import Replies
 from supportd.state.ledger import Ledger
@@ -30,6 +31,12 @@ class Context:
             robot_senders=self.config.robot_senders,
             staff_addresses=self.config.shop.people,
         )
+
+    @property
+    def reader(self) -> Reader:
+        """What reading a message needs (the current rules and replies), without the ledger."""
+        return Reader(rules=self.rules, our_text=self.replies.our_text(), guard_settings=self.guard_settings,
+                      language=self.config.shop.language)
 
     def now(self) -> dt.datetime:
         return self.clock.now()

@@ -50,6 +50,7 @@ from supportd.owner import alerts as owner
 from supportd.owner import unanswered
 from supportd.service import faults
 from supportd.service.context import Context
+from supportd.service.readahead import Outcome, Read, ReadAhead, TimedOut, processes_for
 from supportd.state.ledger import CLAIMED, DECIDED, DONE, QUARANTINED, VANISHED, Doc, Ledger
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 # A pass keeps the decision summaries (reply text included) of its first PLANS_KEPT messages only,
 # for ``supportd once`` and the tests: kept for every message they were 0.5 KB+ each for the whole pass.
 PLANS_KEPT = 200
+# What the plan of a message read ahead gets when its reading used up (nearly) all of the time limit.
+MIN_PLAN_SECONDS = 0.001
 
 
 @dataclass
@@ -109,17 +112,24 @@ class Pipeline:
                 self.recovered = True
             self._finish()
             finished = True
+            ahead: ReadAhead | None = None
             try:
                 batches = self._batches()
+                ahead = self._read_ahead_for(batches)
                 for number, batch in enumerate(batches, start=1):
                     if self.should_stop():
                         finished = False
                         break
-                    self._handle_batch(batch, report)
+                    if ahead is not None and number < len(batches):
+                        self._hand_ahead(ahead, batches[number])  # read while this batch is handled
+                    self._handle_batch(batch, report, ahead)
                     self._send_due(report)  # each batch goes all the way, so the hot state stays small
                     self._finish(copy_meanwhile=number < len(batches))
                 self._finish()  # the last copies in flight, if a stop came between batches
             finally:
+                if ahead is not None:
+                    ahead.close()
+                    log.info("read %d of %d messages ahead in a second process", ahead.read, report.handled)
                 self._note_copied(self.sent_copier.settle())
                 self.sent_copier.close()
             if finished and self.recovering:
@@ -192,9 +202,29 @@ class Pipeline:
         size = self.ctx.config.limits.batch_size
         return [[uid] for uid in retry] + [new[i : i + size] for i in range(0, len(new), size)]
 
+    def _read_ahead_for(self, batches: list[list[int]]) -> ReadAhead | None:
+        """Read-ahead processes for a backlog (two batches or more); a lone new message is read here."""
+        processes = processes_for(self.ctx.config.limits.read_ahead_processes)
+        if not processes or sum(1 for batch in batches if len(batch) > 1) < 2:
+            return None
+        return ReadAhead(self.ctx.reader, processes, self.ctx.config.limits.decision_seconds)
+
+    def _hand_ahead(self, ahead: ReadAhead, uids: list[int]) -> None:
+        """The next batch's bytes to the read-ahead process, before that batch is claimed.
+
+        Reading is pure, so reading a message that is then not handled in this pass (a stop, a
+        vanished or oversize message, one at its ``max_attempts``) changes nothing. A retry is
+        always read alone, here, after its ``deciding`` mark (see ``_claim``).
+        """
+        if len(uids) < 2:
+            return
+        limit = self.ctx.config.limits.max_message_bytes
+        stored = self.mailbox.stored(uids)
+        ahead.hand(self.mailbox.fetch([uid for uid in uids if uid in stored and stored[uid].size <= limit]))
+
     # ------------------------------------------------------------ the steps
 
-    def _handle_batch(self, uids: list[int], report: PassReport) -> None:
+    def _handle_batch(self, uids: list[int], report: PassReport, ahead: ReadAhead | None = None) -> None:
         records = self._claim(uids)
         limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
         self._quarantine(limit_reached, "failed {failures} times", report)
@@ -205,15 +235,17 @@ class Pipeline:
         oversize = [r for r in live if r["uid"] in stored and stored[r["uid"]].size > limit]
         self._quarantine(oversize, f"larger than limits.max_message_bytes ({limit} bytes)", report)
         wanted = [r for r in live if r not in oversize]
-        raws = self.mailbox.fetch([r["uid"] for r in wanted])
+        read = ahead.take(uids) if ahead is not None else {}  # read ahead, before the claim: still there?
+        raws = self.mailbox.fetch([r["uid"] for r in wanted if r["uid"] not in read])
         faults.point("fetched")
         failed, too_slow = [], []
         for record in wanted:
-            raw = raws.pop(record["uid"], None)  # one message's bytes at a time are all we keep
-            if raw is None:
+            uid = record["uid"]
+            source: bytes | Outcome | None = read.pop(uid) if uid in read else raws.pop(uid, None)
+            if source is None or (uid not in stored and not isinstance(source, bytes)):
                 self._forget_vanished(record)
                 continue
-            decided = self._decide(record, raw, report)
+            decided = self._decide(record, source, report)
             if decided is None:
                 too_slow.append(record)
             elif not decided:
@@ -265,23 +297,30 @@ class Pipeline:
                 record["waited"] = waited_before_pickup(now, stored[record["uid"]].arrived, self.look_before)
                 self.ledger.patch("messages", "key", record["key"], waited=record["waited"])
 
-    def _decide(self, record: Doc, raw: bytes, report: PassReport) -> bool | None:
-        """Parse, plan and apply one message; False when it failed (it stays claimed), None when it
-        took longer than ``limits.decision_seconds`` (it is quarantined at once: the queue goes on)."""
+    def _decide(self, record: Doc, source: bytes | Outcome, report: PassReport) -> bool | None:
+        """Parse (or take what was read ahead), plan and apply one message; False when it failed (it
+        stays claimed), None when it took longer than ``limits.decision_seconds`` (it is quarantined
+        at once: the queue goes on)."""
         started = time.perf_counter()
         budget = self.ctx.config.limits.decision_seconds
         if record["alone"]:  # a retry after a crash: if supportd dies reading it, the message is to blame
             self.ledger.patch("messages", "key", record["key"], deciding=True)
             self.ledger.commit()
         try:
-            with decision_budget(budget):
-                msg = parse(raw)
+            if isinstance(source, TimedOut):
+                raise DecisionTimeout(source.seconds)
+            if isinstance(source, Read):  # read ahead: the plan has what is left of the time limit
+                msg, reading, left = source.msg, source.reading, max(budget - source.seconds, MIN_PLAN_SECONDS)
+            else:
+                with decision_budget(budget):
+                    msg = parse(source)
+                reading, left = None, budget
             faults.point("deciding", msg.subject)
             if self.recovering and self._answered_before(msg):
                 self._mark_answered_before(record, msg)
                 return True
-            with decision_budget(budget):  # planning only reads: stopping it halfway changes nothing
-                plan = plan_message(self.ctx, msg, record["key"])
+            with decision_budget(left):  # planning only reads: stopping it halfway changes nothing
+                plan = plan_message(self.ctx, msg, record["key"], reading)
             apply_plan(self.ctx, plan)
         except DecisionTimeout as exc:
             log.error("message %s: %s; set aside for the owner", record["key"], exc)

@@ -316,7 +316,7 @@ def test_the_digest_shows_faq_answers_the_unhelpful_ones_and_questions_without_a
 
 def test_an_faq_answer_pasted_back_is_not_the_customers_words() -> None:
     """A reply that pastes our FAQ answer back without quote marks: only the customer's line is theirs."""
-    from supportd.decide.actions import without_our_text
+    from supportd.decide.reading import without_our_text
 
     ctx = offline_context()
     ctx.replies = Replies(REPO / "replies")
@@ -324,7 +324,7 @@ def test_an_faq_answer_pasted_back_is_not_the_customers_words() -> None:
                                     "you choose when you pay at checkout in {{ shop }}."]
     body = ("That did not help, I wanted to know about gift cards.\n\n"
             "We accept PayPal, all major credit cards and bank transfer: you choose when you pay at checkout in\n")
-    own = without_our_text(ctx, parse(mail(body, subject="Re: Paying"))).own_text
+    own = without_our_text(ctx.replies.our_text(), parse(mail(body, subject="Re: Paying"))).own_text
     assert "did not help" in own and "PayPal" not in own
 
 

@@ -40,8 +40,10 @@ MESSAGES_PER_TRIAL = 12
 MAX_RUNS_PER_TRIAL = 40
 CRASH_POINTS_PER_RUN = 40
 # Every crash point in supportd (see faults.point calls); a test checks this list is complete.
+# "reading" is reached in the read-ahead process only (a backlog of two batches or more): there a
+# kill ends that process, and supportd reads the rest of the pass itself.
 CRASH_POINTS = ("claimed", "fetched", "deciding", "decided", "staged", "released", "answered", "recorded",
-                "copied", "done", "marked", "history-written", "tickets-folded")
+                "copied", "done", "marked", "history-written", "tickets-folded", "reading")
 # Open tickets fold into tickets.G.jsonl after 3 changes instead of 256, so every trial folds, and
 # kills land before, during and after folds (supportd.state.ledger.FOLD_AT).
 FOLD_ENV = {"SUPPORTD_FOLD_TICKETS": "3"}
@@ -261,6 +263,29 @@ def test_poison_message_that_crashes_supportd_is_quarantined_and_the_queue_goes_
     assert len(alerts) == 1 and "could not handle" in str(alerts[0]["Subject"])
     acks = box.acks()
     assert set(acks) == set(box.customers) and set(acks.values()) == {1}
+
+
+def test_a_message_that_kills_the_read_ahead_process_and_supportd_ends_up_alone_and_quarantined(
+        world: World) -> None:
+    """Read ahead, a message kills that process; read here, it kills supportd: retried alone, set aside; others once."""
+    box = Mailbox(world, "poison-ahead")
+    box.deliver_customers(6, random.Random(SEED))
+    box.deliver(mail("Crash me", sender="poison@example.org", subject="POISON pill"))  # in the 2nd batch of 5
+    for number in range(3):
+        box.deliver_question("after", number)
+    runs = []
+    for _ in range(12):
+        result = box.supportd("once", crash_at="reading~POISON,deciding~POISON")
+        runs.append(result)
+        if result.returncode == 0 and box.all_answered():
+            break
+    assert "the read-ahead process died" in runs[0].stderr
+    flags = box.flags()
+    assert len([uid for uid, f in flags.items() if b"$SupportdQuarantined" in f]) == 1
+    acks = box.acks()
+    assert set(acks) == set(box.customers) and set(acks.values()) == {1}
+    alerts = [m.message() for m in world.sink.messages if OWNER in m.rcpt_tos]
+    assert len(alerts) == 1 and "could not handle" in str(alerts[0]["Subject"])
 
 
 def test_dovecot_restarted_mid_run(world: World) -> None:

@@ -99,10 +99,10 @@ def test_message_that_fails_three_times_is_quarantined_and_the_queue_goes_on(wor
 
     real_plan = supportd.service.pipeline.plan_message
 
-    def plan_or_fail(ctx, msg, key):  # type: ignore[no-untyped-def]
+    def plan_or_fail(ctx, msg, key, reading=None):  # type: ignore[no-untyped-def]
         if "BROKEN" in msg.subject:
             raise ValueError("a bug in handling this one")
-        return real_plan(ctx, msg, key)
+        return real_plan(ctx, msg, key, reading)
 
     monkeypatch.setattr(supportd.service.pipeline, "plan_message", plan_or_fail)
     broken = world.deliver(mail("x", subject="BROKEN thing", sender="b@example.org"))

@@ -1,0 +1,228 @@
+"""Reading a backlog ahead in a second process, while this one plans, applies, sends and commits.
+
+Parsing a message and reading it (``supportd.decide.reading``: the rules, the FAQ, the guard, the
+language, the customer's own words) need no state: measured on a 3,000-mail backlog they were
+about half of the main thread's time. For a pass with more than one batch, the pipeline hands the
+next batch's bytes to a read-ahead process before it handles the current batch, and takes the
+readings back when it gets there (``Pipeline._handle_batch``). The process never sees the ledger,
+IMAP or SMTP: it gets bytes and sends back ``Read`` values; everything with an effect stays in the
+main process, in UID order, after each message's claim is committed.
+
+Failures lose nothing, they only cost time. A message the process could not read (an exception),
+every message of a process that died or went silent, and everything after that in the pass are
+read again in the main process, by the same code: there an exception counts against the message
+and a crash marks it for a lone retry, as for any message (see ``supportd.service.pipeline``).
+A message that kills the process every time thus ends up read alone, in the main process, and is
+quarantined after ``limits.max_attempts``. Within the process each message has the same time limit
+(``limits.decision_seconds``, ``supportd.decide.budget``: it runs in that process's main thread,
+where the timer works); a message over it is set aside as it would be here.
+
+Started with ``spawn``, deliberately: the main process has threads (the Sent copier's IMAP
+connection, the SMTP senders), and a ``fork`` would copy whatever lock one of them held at that
+instant (logging's, the import lock, a TLS object's) into a child that could then hang; a spawned
+process starts clean and is this process's own child, so ``wait4`` counts its CPU and it dies with
+the pass. The price is a fresh interpreter: measured about 0.3 s of the second core (imports, and
+the pickled rules compiled again), while the main process handles the first batch itself. One
+process pool per pass also means a reload of the rules (SIGHUP, an edited file) reaches the next
+pass's readers without any message between the processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from supportd.decide.budget import DecisionTimeout, decision_budget
+from supportd.decide.reading import Reader, Reading, read_message
+from supportd.intake.message import Inbound, parse
+from supportd.service import faults
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5  # messages a task: the round trip costs the main process ~0.1 ms, so not one a task
+START_SECONDS = 60.0  # allowed for a process to start (interpreter, imports, rules) on a busy machine
+SILENCE_MARGIN_SECONDS = 10.0  # on top of each message's time limit before a silent process is stopped
+
+
+@dataclass(frozen=True)
+class Read:
+    """One message parsed and read ahead."""
+
+    msg: Inbound  # as parsed (``reading.msg`` is without our text)
+    reading: Reading
+    seconds: float  # how long reading took: the plan gets what is left of the time limit
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """Parsing or reading took longer than ``limits.decision_seconds``."""
+
+    seconds: float
+
+
+Outcome = Read | TimedOut
+
+
+def processes_for(wanted: int) -> int:
+    """Read-ahead processes to use: ``limits.read_ahead_processes``, and never every core.
+
+    On one core a second process only takes turns with the main one, and the servers need time too.
+    """
+    return max(0, min(wanted, (os.cpu_count() or 1) - 1))
+
+
+def read_mail(reader: Reader, raw: bytes, seconds: float) -> Read:
+    """Parse and read one message, each step within ``seconds`` (raises ``DecisionTimeout``)."""
+    with decision_budget(seconds):
+        msg = parse(raw)
+    faults.point("reading", msg.subject)
+    started = time.perf_counter()
+    with decision_budget(seconds):
+        reading = read_message(reader, msg)
+    return Read(msg, reading, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- in the read-ahead process
+
+_reader: Reader | None = None
+
+
+def _start(reader_file: str) -> None:
+    """The process's set-up: the rules and replies of this pass. Ctrl-C is the main process's to handle."""
+    global _reader
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+    with open(reader_file, "rb") as file:
+        _reader = pickle.load(file)
+
+
+def _end_with(parent_sentinel: int) -> None:
+    """End this process as soon as the main one has ended (killed, crashed): nothing is left for it to do.
+
+    Otherwise it would wait for work for ever: it holds both ends of its own task queue, so it never
+    sees the end of it; and it would keep the main process's stdout and stderr open.
+    """
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
+
+
+def _read_chunk(raws: list[tuple[int, bytes]], seconds: float) -> list[tuple[int, Outcome | None]]:
+    """Read each message; None for one that failed: the main process reads it again and counts it."""
+    assert _reader is not None
+    outcomes: list[tuple[int, Outcome | None]] = []
+    for uid, raw in raws:
+        try:
+            outcomes.append((uid, read_mail(_reader, raw, seconds)))
+        except DecisionTimeout:
+            outcomes.append((uid, TimedOut(seconds)))
+        except Exception:  # reported where it counts: in the main process, reading it again
+            outcomes.append((uid, None))
+    return outcomes
+
+
+# ---------------------------------------------------------------- in the main process
+
+
+class ReadAhead:
+    """The read-ahead processes of one pass, and the messages handed to them, by UID."""
+
+    def __init__(self, reader: Reader, processes: int, seconds: float) -> None:
+        self.seconds = seconds
+        # The rules and replies go by a private file, not with the process's start-up data: that is
+        # written to a pipe of 64 KB before the process reads it, and a process that died while
+        # starting left a larger write (the rules are ~150 KB) blocked for ever (Python 3.11).
+        handle, self.reader_file = tempfile.mkstemp(prefix="supportd-reader-", suffix=".pickle")
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(reader, file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+            initargs=(self.reader_file,))
+        self.handed: dict[int, Future[list[tuple[int, Outcome | None]]]] = {}
+        self.sizes: dict[Future[Any], int] = {}
+        self.started = False  # a first answer came back (until then the process may still be starting)
+        self.read = 0
+
+    def hand(self, raws: dict[int, bytes]) -> None:
+        """Give these messages' bytes to the process(es), a few at a time, in UID order."""
+        if self.pool is None:
+            return
+        ordered = sorted(raws.items())
+        for start in range(0, len(ordered), CHUNK):
+            chunk = ordered[start : start + CHUNK]
+            try:
+                future = self.pool.submit(_read_chunk, chunk, self.seconds)
+            except BrokenProcessPool:
+                self._died()
+                return
+            self.sizes[future] = len(chunk)
+            self.handed.update((uid, future) for uid, _ in chunk)
+
+    def take(self, uids: Iterable[int]) -> dict[int, Outcome]:
+        """What came back for these messages; the ones missing are read in this process."""
+        wanted = set(uids)
+        futures = dict.fromkeys(self.handed.pop(uid) for uid in sorted(wanted) if uid in self.handed)
+        found: dict[int, Outcome] = {}
+        for future in futures:
+            for uid, outcome in self._outcomes(future):
+                if outcome is not None and uid in wanted:
+                    found[uid] = outcome
+        self.read += len(found)
+        return found
+
+    def _outcomes(self, future: Future[list[tuple[int, Outcome | None]]]) -> list[tuple[int, Outcome | None]]:
+        size = self.sizes.pop(future, 0)
+        if self.pool is None:
+            return []
+        # Each message may take its time limit twice (parsing, then reading) in a process that works in order.
+        allowed = size * 2 * self.seconds + (SILENCE_MARGIN_SECONDS if self.started else START_SECONDS)
+        try:
+            outcomes = future.result(timeout=allowed)
+        except FutureTimeout:
+            log.warning("the read-ahead process sent nothing for %.0f s: stopped; this pass reads the rest "
+                        "itself", allowed)
+            self.close(kill=True)
+            return []
+        except BrokenProcessPool:
+            self._died()
+            return []
+        except Exception:  # these messages are read here, where their failures count
+            log.exception("the read-ahead process could not read %d messages; they are read here", size)
+            return []
+        self.started = True
+        return outcomes
+
+    def _died(self) -> None:
+        log.warning("the read-ahead process died; this pass reads the rest itself")
+        self.close()
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the process(es) and wait for them (a process that was killed or died included)."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        if kill or any(not future.done() for future in self.handed.values()):
+            # Nothing it does has an effect: stopping it halfway loses nothing (its messages are read here).
+            processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self.reader_file)
+        self.handed.clear()
+        self.sizes.clear()

@@ -1,0 +1,160 @@
+"""A backlog read ahead in a second process: the same decisions and replies, and nothing lost when it fails."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import logging
+import re
+import time
+from email.message import EmailMessage
+
+from supportd.base.clock import FakeClock
+from supportd_testing.localmail import MailUser
+
+from conftest import OWNER, SUPPORT, World, mail
+
+START = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)  # a Tuesday in business hours
+READ_AHEAD_LINE = re.compile(r"read (\d+) of (\d+) messages ahead")
+CODE = re.compile(r"[\w-]{20,}")
+
+
+def backlog() -> list[bytes]:
+    """Mail of every kind the pipeline tells apart, 16 of them: 4 batches of 4."""
+    mails = [
+        mail("Hi, my order 77120 has not arrived yet.", sender="Ada <ada@example.org>", subject="Parcel"),
+        mail("The mug arrived broken, the handle is cracked.", sender="bo@example.org", subject="Broken mug"),
+        mail("Please cancel my order 77121.", sender="cy@example.org", subject="Cancel"),
+        mail("I am out of the office.", sender="away@example.org", subject="Automatic reply: Parcel",
+             headers={"Auto-Submitted": "auto-replied"}),
+        mail("Wo ist meine Bestellung 77122? Sie ist noch nicht angekommen.", sender="dora@example.org",
+             subject="Bestellung"),
+        mail("Do you ship to Norway?", sender="ed@example.org", subject="Shipping"),
+        mail("THIRD time writing!!! Where is my refund, this is unacceptable.", sender="fay@example.org",
+             subject="Refund"),
+        mail("Hello, a question about sizes: do the shirts run small?", sender="gus@example.org", subject="Sizes"),
+        mail("Please unsubscribe me from your newsletter.", sender="hal@example.org", subject="Newsletter"),
+        mail("Where is my order?", sender="Ada <ada@example.org>", subject="Parcel again"),
+        mail("Hello", sender="ivy@example.org", subject="Re: Parcel", headers={"In-Reply-To": "<nothing@x>"}),
+        mail("Your message could not be delivered.", sender="mailer-daemon@example.org",
+             subject="Undelivered Mail Returned to Sender"),
+        mail("I want to return the lamp, it is the wrong colour.", sender="jo@example.org", subject="Return"),
+        mail("Where is my order 77123?", sender="kim@example.org", subject="Parcel",
+             headers={"List-Id": "<customers.example.org>"}),
+        mail("Thank you!", sender=f"Shop owner <{OWNER}>", subject="Thanks"),
+        mail("My parcel says delivered but it is not here. Order 77124.", sender="lu@example.org",
+             subject="Lost parcel"),
+    ]
+    return mails
+
+
+def second_mailbox(world: World, name: str) -> World:
+    """Another support mailbox on the same Dovecot and SMTP server, answering for the same address."""
+    user = MailUser(f"{name}@imap.test", f"pw-{name}")
+    world.dovecot.add_user(user)
+    root = world.root / name
+    root.mkdir()
+    return World(root=root, dovecot=world.dovecot, sink=world.sink, user=user,
+                 sections={"shop": {"support_address": SUPPORT}})
+
+
+def replies_of(box: World) -> dict[str, list[str]]:
+    """Each customer's replies from one mailbox (its Sent folder), with the confirmation codes blanked."""
+    client = box.imap()
+    try:
+        client.select_folder("Sent", readonly=True)
+        uids = client.search("ALL")
+        raws = [data[b"BODY[]"] for data in client.fetch(uids, ["BODY.PEEK[]"]).values()] if uids else []
+    finally:
+        client.logout()
+    found: dict[str, list[str]] = {}
+    for raw in raws:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        body = msg.get_body(preferencelist=("plain",))
+        text = body.get_content() if body is not None else ""
+        found.setdefault(str(msg["To"]), []).append(blank_codes(f"{msg['Subject']}\n{text}"))
+    return {to: sorted(texts) for to, texts in found.items()}
+
+
+def summaries(report_plans: list[dict[str, object]]) -> list[str]:
+    """The decisions of a pass, as text, with the random confirmation codes blanked."""
+    return [blank_codes(repr(plan)) for plan in report_plans]
+
+
+def blank_codes(text: str) -> str:
+    """The text with the random confirmation codes (27 URL-safe characters) blanked."""
+    return CODE.sub("CODE", text)
+
+
+def test_a_backlog_read_ahead_is_decided_and_answered_as_if_read_here(world: World, caplog) -> None:  # type: ignore[no-untyped-def]
+    """16 mails of every kind, read ahead in a second process or here: the same decisions, the same replies."""
+    here = second_mailbox(world, "here")
+    world.write_config(limits={"batch_size": 4, "read_ahead_processes": 1})
+    here.write_config(limits={"batch_size": 4, "read_ahead_processes": 0})
+    for raw in backlog():
+        world.deliver(raw)
+        here.deliver(raw)
+    with caplog.at_level(logging.INFO, logger="supportd.service.pipeline"):
+        ahead_report = world.once(FakeClock(START))
+        read_ahead = [READ_AHEAD_LINE.search(r.getMessage()) for r in caplog.records]
+        here_report = here.once(FakeClock(START))
+    [found] = [m for m in read_ahead if m]
+    assert int(found.group(1)) == 12  # the first batch is read here while the process starts
+    assert ahead_report.handled == here_report.handled == 16
+    assert summaries(ahead_report.plans) == summaries(here_report.plans)
+    assert replies_of(world) == replies_of(here)
+    assert ahead_report.acknowledged >= 8
+
+
+def test_a_read_ahead_process_killed_mid_pass_loses_nothing_and_answers_nothing_twice(
+        world: World, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The read-ahead process dies at its 6th message: this process reads the rest; everyone answered once."""
+    monkeypatch.setenv("SUPPORTD_CRASH_AT", "reading@6")  # read by the spawned process only
+    world.write_config(limits={"batch_size": 4})
+    customers = [f"c{n}@example.org" for n in range(20)]
+    for n, address in enumerate(customers):
+        world.deliver(mail(f"Where is my order {77000 + n}?", sender=address, subject=f"Order {n}"))
+    with caplog.at_level(logging.INFO):
+        report = world.once(FakeClock(START))
+    assert any("read-ahead process died" in r.getMessage() for r in caplog.records)
+    assert report.handled == report.acknowledged == 20
+    assert sorted(r for m in world.sink.messages for r in m.rcpt_tos) == sorted(customers)
+    assert all(b"$SupportdHandled" in flags for flags in world.flags().values())
+    world.once(FakeClock(START))
+    assert len(world.sink.messages) == 20
+
+
+def test_a_message_too_slow_in_the_read_ahead_process_is_set_aside_as_here(world: World) -> None:
+    """An owner's runaway regex meets a mail read ahead: it is quarantined at once, the rest answered."""
+    world.add_rule_file("15-slow.yaml", "intent: slow\npriority: 95\nreply: other\nactions: [open_ticket]\n"
+                        "rules:\n  - name: runaway\n    text: {regex: '(a+)+$'}\n")
+    world.write_config(limits={"decision_seconds": 0.5, "batch_size": 3})
+    customers = [f"c{n}@example.org" for n in range(8)]
+    for n, address in enumerate(customers[:5]):
+        world.deliver(mail(f"Where is my order {77000 + n}?", sender=address, subject=f"Order {n}"))
+    world.deliver(mail("a" * 40 + "!", sender="eve@example.org", subject="Slow"))  # UID 6: the 2nd batch, read ahead
+    for n, address in enumerate(customers[5:], start=5):
+        world.deliver(mail(f"Where is my order {77000 + n}?", sender=address, subject=f"Order {n}"))
+    started = time.monotonic()
+    report = world.once(FakeClock(START))
+    assert time.monotonic() - started < 60
+    assert report.quarantined == 1 and report.acknowledged == 8
+    assert world.sent_to("eve@example.org") == []
+    [alert] = world.sent_to(OWNER)
+    assert "limits.decision_seconds" in alert.get_content()
+
+
+def test_read_ahead_is_off_for_a_lone_message_and_with_zero_processes(world: World, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A single new message (from IDLE) is read here, at once; so is a backlog with read_ahead_processes 0."""
+    world.write_config(limits={"batch_size": 2, "read_ahead_processes": 0})
+    for n in range(5):
+        world.deliver(mail("Where is my order?", sender=f"c{n}@example.org"))
+    with caplog.at_level(logging.INFO, logger="supportd.service.pipeline"):
+        world.once(FakeClock(START))
+        world.write_config(limits={"read_ahead_processes": 1})
+        world.deliver(mail("Where is my order?", sender="late@example.org"))
+        report = world.once(FakeClock(START))
+    assert report.acknowledged == 1
+    assert not any(READ_AHEAD_LINE.search(r.getMessage()) for r in caplog.records)
