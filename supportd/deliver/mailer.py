@@ -46,6 +46,12 @@ from supportd.service import faults
 log = logging.getLogger(__name__)
 LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
 LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address as aiosmtplib's quote_address leaves it, in angle brackets: a dot-atom local part and domain
+# (RFC 5322 atext), nothing its parser would change (tests/deliver/test_mailer.py holds the two equal).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                           r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
 class LoginRefused(Exception):
     """The SMTP server refused our login, the password could not be read, or the server's certificate
     is not trusted: the settings' fault, never the message's. ``code`` is the server's, or 0."""
@@ -69,11 +75,16 @@ def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError |
 
 
 def data_payload(raw: bytes) -> bytes:
-    """The message as sent after DATA: CRLF line endings, leading dots doubled, no final dot."""
-    body = LINE_ENDINGS.sub(b"\r\n", raw)
+    """The message as sent after DATA: CRLF line endings, leading dots doubled, no final dot.
+
+    A composed reply has LF line endings and no line starting with a dot (quoted-printable leaves
+    one only where the text has it): one ``replace``, the two regex passes only where they change
+    something (16 -> 2 us a reply).
+    """
+    body = LINE_ENDINGS.sub(b"\r\n", raw) if b"\r" in raw else raw.replace(b"\n", b"\r\n")
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return LEADING_DOT.sub(b"..", body)
+    return LEADING_DOT.sub(b"..", body) if body.startswith(b".") or b"\n." in body else body
 
 
 def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
@@ -215,8 +226,7 @@ class Mailer:
             return Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}")
         try:
             if env.to.isascii() and env.raw.isascii():
-                await client.mail(env.mail_from)
-                await client.rcpt(env.to)
+                await self._mail_ascii(client, env)
             else:
                 refused = await self._mail_utf8(client, env)
                 if refused is not None:
@@ -237,6 +247,26 @@ class Mailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
             return Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    async def _mail_ascii(client: aiosmtplib.SMTP, env: Envelope) -> None:
+        """MAIL and RCPT; raises as aiosmtplib's ``mail`` and ``rcpt`` do when the server refuses.
+
+        Plain addresses are written as they are: aiosmtplib's ``mail`` and ``rcpt`` parse each address
+        again (``email.utils.parseaddr``, 15 us each, a tenth of the SMTP conversation's own time).
+        The first transaction of a connection still goes through them, for its EHLO.
+        """
+        if client.is_ehlo_or_helo_needed or not (PLAIN_ADDRESS.fullmatch(env.mail_from)
+                                                 and PLAIN_ADDRESS.fullmatch(env.to)):
+            await client.mail(env.mail_from)
+            await client.rcpt(env.to)
+            return
+        response = await client.execute_command(b"MAIL", b"FROM:<%s>" % env.mail_from.encode("ascii"))
+        if response.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, env.mail_from)
+        response = await client.execute_command(b"RCPT", b"TO:<%s>" % env.to.encode("ascii"))
+        if response.code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, env.to)
 
     async def _mail_utf8(self, client: aiosmtplib.SMTP, env: Envelope) -> Result | None:
         """MAIL with SMTPUTF8 and RCPT for a non-ASCII address (RFC 6531), where the server offers it.

@@ -5,9 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from aiosmtplib.email import quote_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supportd.base.config import ServerConfig, SmtpConfig
-from supportd.deliver.mailer import LOGIN, PERMANENT, SENT, TEMPORARY, Envelope, Mailer, data_payload
+from supportd.deliver.mailer import (
+    LEADING_DOT,
+    LINE_ENDINGS,
+    LOGIN,
+    PERMANENT,
+    PLAIN_ADDRESS,
+    SENT,
+    TEMPORARY,
+    Envelope,
+    Mailer,
+    data_payload,
+)
 from supportd_testing.localmail import SmtpSink
 
 
@@ -30,6 +44,42 @@ def envelope(number: int, to: str = "ada@example.org") -> Envelope:
 def test_data_payload_doubles_leading_dots_and_uses_crlf() -> None:
     """A body line starting with '.' cannot end the message early; bare LF and CR become CRLF."""
     assert data_payload(b"a\n.b\r.c\r\n..d") == b"a\r\n..b\r\n..c\r\n...d\r\n"
+    assert data_payload(b".a\nb\n.") == b"..a\r\nb\r\n..\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b".", b"..", b"a", b"=2E", b" ", b"\xc3\xbc"]),
+                    max_size=30).map(b"".join))
+def test_data_payload_is_what_the_two_regex_passes_give(raw: bytes) -> None:
+    """The short cut for LF-only text without leading dots changes no byte of what is sent."""
+    body = LINE_ENDINGS.sub(b"\r\n", raw)
+    body = body if body.endswith(b"\r\n") else body + b"\r\n"
+    assert data_payload(raw) == LEADING_DOT.sub(b"..", body)
+
+
+ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+
+
+@settings(max_examples=500, deadline=None)
+@given(address=st.from_regex(rf"[{ATEXT}]{{1,8}}(\.[{ATEXT}]{{1,8}}){{0,2}}@[a-z0-9-]{{1,8}}(\.[A-Za-z0-9-]{{1,8}}){{0,2}}",
+                             fullmatch=True)
+       | st.text(alphabet=ATEXT + ".@ <>\"()[],;:\\\r\nü", max_size=24))
+def test_a_plain_address_is_written_as_aiosmtplib_quotes_it(address: str) -> None:
+    """MAIL FROM and RCPT TO with an address taken as it is say what aiosmtplib's own quoting would."""
+    if PLAIN_ADDRESS.fullmatch(address):
+        assert quote_address(address) == f"<{address}>"
+
+
+def test_refusals_on_a_reused_connection_count_as_on_a_new_one(sink: SmtpSink) -> None:
+    """After a first reply, the next ones on the same connection are refused, or sent, by their codes as before."""
+    sink.refuse("later@example.org", 451, "greylisted")
+    sink.refuse("never@example.org", 550, "no such user")
+    mailer = mailer_for(sink, connections=1)
+    envelopes = [envelope(1), envelope(2, "later@example.org"), envelope(3, "never@example.org"), envelope(4)]
+    results = mailer.send(envelopes, lambda ids: None)
+    mailer.close()
+    assert [(r.status, r.code) for r in results] == [(SENT, 250), (TEMPORARY, 451), (PERMANENT, 550), (SENT, 250)]
+    assert sorted(str(m.message()["Subject"]) for m in sink.wait_for(2, timeout=5)) == ["n1", "n4"]
 
 
 def test_nothing_reaches_the_server_before_the_commit(sink: SmtpSink) -> None:
