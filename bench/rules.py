@@ -1,6 +1,6 @@
 """What deciding costs a message: the rules and the FAQ, with the literal prefilter and without it.
 
-    .venv/bin/python -m bench.rules     # JSON: milliseconds a message, best of 3 rounds
+    .venv/bin/python -m bench.rules     # JSON: CPU milliseconds a message, best of 5 rounds
 
 Messages: the dev set's texts (../shared/corpus/intents/dev.csv) and every message file of the shared
 corpus, parsed first (parsing is not measured). ``decide_ms`` is ``RuleSet.decide`` (rules, FAQ,
@@ -22,7 +22,7 @@ from supportd.decide.rules import RuleSet, View, _why
 from supportd.intake.message import Inbound, parse
 from supportd.quality.intents import DEV_SET, as_email, default_rules, read_examples
 
-ROUNDS = 3
+ROUNDS = 5
 CORPUS = DEV_SET.parents[1]
 
 
@@ -37,10 +37,10 @@ def messages() -> list[Inbound]:
 def best_ms_each(run: Callable[[Inbound], object], msgs: Sequence[Inbound]) -> float:
     times = []
     for _ in range(ROUNDS):
-        started = time.perf_counter()
+        started = time.process_time()
         for msg in msgs:
             run(msg)
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     return round(min(times) * 1000 / len(msgs), 4)
 
 

@@ -2,7 +2,7 @@
 
 The rules and the FAQ run some 290 regular-expression scans over every message, and 288 of them
 find nothing. As RE2 and Hyperscan do, each pattern is read once, at rule load, for the words one
-of which any match must contain (``need_of``): ``\\bwrong\\s+(item|size)\\b`` cannot match a text
+of which any match must contain (``needs_of``): ``\\bwrong\\s+(item|size)\\b`` cannot match a text
 without the word "wrong", ``cancel\\w*`` not without a word that starts with "cancel". A message's
 words are read once and looked up in an index of those needs (``Prefilter``); a pattern whose needed
 words are all missing is not run, since it would find nothing. Whatever matches is still found by
@@ -18,17 +18,19 @@ The derivation is conservative: it only claims what holds for every match.
   punctuation mark in the pattern) it must be a whole word or the start of one; elsewhere it only
   has to occur inside a word. A text's words are its runs of ``\\w``, exactly where ``\\b`` sees them.
 - Alternatives need the union of their words; any one alternative that needs nothing makes the whole
-  need nothing, and so does a pattern with the ASCII or LOCALE flag (other word boundaries).
+  need nothing, and so does a pattern with the ASCII or LOCALE flag (other word boundaries). Each
+  part of a sequence that needs words is a need of its own: ``\\b(is|are)\\s+(grey|gray)\\b`` needs
+  "is" or "are" and also "grey" or "gray" (the strongest ``MAX_NEEDS`` are checked).
 - ``tests/decide/test_prefilter.py`` checks the case folding against the engine (every character
-  with a case mapping), and that no match is ever filtered out (hypothesis: texts of rule words, near-words and
-  noise; texts made from each rule pattern; random patterns of the same kinds).
+  with a case mapping), and that no match is ever filtered out (hypothesis: texts of rule words,
+  near-words and noise; texts made from each rule pattern; random patterns of the same kinds).
 - The rule set builds its prefilter when it is made, so rules reloaded on SIGHUP or after an edit
   get their own; a pattern it was not built with is always scanned.
 
-Measured (``python -m bench.rules``: the 2,184 dev-set texts and 1,158 corpus messages, load 3):
-``RuleSet.decide`` 1.54-1.68 ms a message on main, 0.37-0.57 ms with this and the spelling fast path;
-``FaqSet.match`` 0.72-0.80 -> 0.15-0.23 ms; regex searches a message 278 -> 15 (the rules' and FAQ's
-patterns find something in 0.7% of their scans; the prefilter lets 3.2% more through).
+Measured (CPU time, 2026-12-01): ``python -m bench.rules`` (the 2,184 dev-set texts and 1,158
+corpus messages) ``RuleSet.decide`` 1.43-1.48 -> 0.30 ms a message, ``FaqSet.match`` 0.63-0.70 ->
+0.08 ms, regex searches a message 278 -> 7.4 (the patterns find something in 0.7% of their scans;
+the prefilter lets 0.6% more through); on the backlog benchmark's mail 0.81 -> 0.17 ms a decision.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ class Need:
 
 # Start-of-word literals are looked up by their first letters (at most this many), then compared.
 _KEY_LETTERS = 4
+# The needs of a pattern that are checked, the strongest first: "\b(stays|is|are)\s+(grey|gray)\b"
+# needs one of the first three words and one of the last two, and "is" alone rules out little.
+MAX_NEEDS = 3
+_MIN_STRENGTH = 3
 
 
 class Prefilter:
@@ -95,49 +101,86 @@ class Prefilter:
     ``ruled_out(text)`` reads the text's words once (maximal runs of ``\\w``, as ``\\b`` sees them,
     folded) and looks each one up, instead of asking every pattern in turn. Patterns it was not built
     with, and those that need nothing, are never ruled out.
+
+    Each pattern with needs has a bit, one per rank of its needs (its first need, its second...): a
+    word is the bits of the needs it meets, a text the OR of its words' bits, and a pattern may match
+    where each of its needs has its bit. On the dev set and the corpus that is 31 us a message for
+    both fields, 18 of them to read the words (89 us with sets of ids and a search for each part
+    in the text); a text lets two patterns through on average, and most texts the same few.
     """
 
     def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
-        self._whole: dict[str, set[int]] = {}
-        self._starts: dict[str, list[tuple[str, int]]] = {}
-        parts: dict[str, set[int]] = {}
-        filtered: set[int] = set()
         self._patterns = tuple(patterns)  # held, so that no other pattern gets the id of one of them
-        for pattern in self._patterns:
-            need = need_of(pattern)
-            if need is None:
-                continue
-            key = id(pattern)
-            filtered.add(key)
-            for word in need.whole:
-                self._whole.setdefault(word, set()).add(key)
-            for start in need.starts:
-                self._starts.setdefault(start[:_KEY_LETTERS], []).append((start, key))
-            for part in need.parts:
-                parts.setdefault(part, set()).add(key)
+        needs = {id(pattern): needs_of(pattern) for pattern in self._patterns}
+        self._ids = [key for key, found in needs.items() if found]  # bit i is the pattern self._ids[i]
+        self.known = frozenset(self._ids)
+        count = len(self._ids)
+        self._all = (1 << count) - 1
+        self._without = [self._all] * MAX_NEEDS  # by rank: the patterns without a need of that rank
+        self._literals: dict[tuple[str, str], int] = {}  # (kind, literal): the bits of the needs it meets
+        for index, key in enumerate(self._ids):
+            for rank, need in enumerate(needs[key]):
+                self._without[rank] &= ~(1 << index)
+                bit = 1 << (rank * count + index)
+                for kind, literals in ((WHOLE, need.whole), (START, need.starts), (PART, need.parts)):
+                    for literal in literals:
+                        self._literals[kind, literal] = self._literals.get((kind, literal), 0) | bit
+        self._starts: dict[str, list[tuple[str, int]]] = {}
+        for (kind, literal), bits in self._literals.items():
+            if kind == START:
+                self._starts.setdefault(literal[:_KEY_LETTERS], []).append((literal, bits))
         self._key_lengths = tuple(sorted({len(key) for key in self._starts}))
-        self._parts = tuple(parts.items())
-        self._filtered = frozenset(filtered)
+        self._parts = [(literal, bits) for (kind, literal), bits in self._literals.items() if kind == PART]
+        # By word, the needs it meets: words recur from mail to mail, so a text's words cost a lookup each
+        # (a new word: 111 parts and a few starts to compare, 5 us; 10,000 characters of new words: 8 ms).
+        self._meets: dict[str, int] = {}
+        self._ruled_out: dict[int, frozenset[int]] = {}
 
     def ruled_out(self, text: str) -> frozenset[int]:
-        """The ``id`` of each pattern that cannot match ``text``: none of the words it needs is there."""
+        """The ``id`` of each pattern that cannot match ``text``: one of its needs finds no word there."""
         words = set(_WORD.findall(text.lower())) if text.isascii() else {fold(w) for w in _WORD.findall(text)}
-        admitted: set[int] = set()
-        whole, starts, key_lengths = self._whole, self._starts, self._key_lengths
+        met = 0
+        meets = self._meets
         for word in words:
-            found = whole.get(word)
-            if found:
-                admitted |= found
-            for length in key_lengths:
-                for start, key in starts.get(word[:length], ()):
-                    if word.startswith(start):
-                        admitted.add(key)
-        if self._parts:
-            joined = " ".join(words)
-            for part, keys in self._parts:
-                if part in joined:
-                    admitted |= keys
-        return self._filtered - admitted
+            bits = meets.get(word)
+            met |= self._meets_of(word) if bits is None else bits
+        may_match, count, full = self._all, len(self._ids), self._all
+        for rank, without in enumerate(self._without):
+            may_match &= ((met >> (rank * count)) & full) | without
+        found = self._ruled_out.get(may_match)
+        return self._ruled_out_by(may_match) if found is None else found
+
+    def _ruled_out_by(self, may_match: int) -> frozenset[int]:
+        """The patterns whose bit is not in ``may_match`` (kept: most texts let the same few through)."""
+        admitted, rest = [], may_match
+        while rest:
+            lowest = rest & -rest
+            admitted.append(self._ids[lowest.bit_length() - 1])
+            rest ^= lowest
+        if len(self._ruled_out) >= MAX_SETS_KEPT:
+            self._ruled_out.clear()
+        found = self._ruled_out[may_match] = self.known.difference(admitted)
+        return found
+
+    def _meets_of(self, word: str) -> int:
+        """The bits of the needs a word meets: as a whole word, by its start, by a part of it."""
+        bits = self._literals.get((WHOLE, word), 0)
+        for length in self._key_lengths:
+            for start, start_bits in self._starts.get(word[:length], ()):
+                if word.startswith(start):
+                    bits |= start_bits
+        for part, part_bits in self._parts:
+            if part in word:
+                bits |= part_bits
+        if len(self._meets) >= MAX_WORDS_KEPT:
+            self._meets.clear()
+        self._meets[word] = bits
+        return bits
+
+
+# What is kept from text to text: words (about 150 bytes each) and sets ruled out (about 8 KB each).
+MAX_WORDS_KEPT = 20_000
+MAX_SETS_KEPT = 500
 
 
 # ---------------------------------------------------------------- what a pattern needs
@@ -148,25 +191,31 @@ WHOLE, START, PART = "whole", "start", "part"
 
 
 @functools.lru_cache(maxsize=1024)
-def need_of(pattern: re.Pattern[str]) -> Need | None:
-    """What any match of ``pattern`` needs among a field's words; None when nothing can be said."""
+def needs_of(pattern: re.Pattern[str]) -> tuple[Need, ...]:
+    """What every match of ``pattern`` needs among a field's words (each of them, the strongest first,
+    at most ``MAX_NEEDS``); none when nothing can be said."""
     if _parser is None or not isinstance(pattern.pattern, str) or pattern.flags & (re.ASCII | re.LOCALE):
-        return None
+        return ()
     try:
         parsed = _parser.parse(pattern.pattern, pattern.flags)
     except (re.error, RecursionError):
-        return None
+        return ()
     if parsed.state.flags & (re.ASCII | re.LOCALE):
-        return None
+        return ()
     try:
-        atoms = _sequence(list(parsed.data), False, False)
+        found = _requirements(list(parsed.data), False, False)
     except _Unknown:
-        return None
-    if not atoms:
-        return None
-    return Need(whole=frozenset(text for kind, text in atoms if kind == WHOLE),
-                starts=tuple(sorted(text for kind, text in atoms if kind == START)),
-                parts=tuple(sorted(text for kind, text in atoms if kind == PART)))
+        return ()
+    strongest: list[_Atoms] = []
+    for atoms in sorted(set(found), key=lambda atoms: (_strength(atoms), sorted(atoms)), reverse=True):
+        # The strongest need, and the next ones that rule out more: not "a" nor "canc" after "cancel".
+        if not strongest or (_strength(atoms)[0] >= _MIN_STRENGTH and not any(_implies(s, atoms) for s in strongest)):
+            strongest.append(atoms)
+    strongest = strongest[:MAX_NEEDS]
+    return tuple(Need(whole=frozenset(text for kind, text in atoms if kind == WHOLE),
+                      starts=tuple(sorted(text for kind, text in atoms if kind == START)),
+                      parts=tuple(sorted(text for kind, text in atoms if kind == PART)))
+                 for atoms in strongest)
 
 
 class _Unknown(Exception):
@@ -187,54 +236,64 @@ if _parser is not None:
 _Items = Sequence[tuple[Any, Any]]
 
 
-def _sequence(items: _Items, starts: bool, ends: bool) -> _Atoms | None:
-    """The strongest requirement of one of the items of a concatenation (each holds for every match).
+def _requirements(items: _Items, starts: bool, ends: bool, lead: tuple[str, bool] | None = None) -> list[_Atoms]:
+    """Requirements that every match of a concatenation meets (each a set of atoms, one of which holds).
 
-    ``starts``/``ends``: whether the sequence is known to begin or end at a word boundary."""
+    ``starts``/``ends``: whether the sequence is known to begin or end at a word boundary. ``lead``:
+    the literal right before it and whether that starts at a boundary, for an alternative of
+    ``(cancel|cancl)``, which the parser reads as ``canc(el|l)``: a literal it starts with joins it."""
     found: list[_Atoms] = []
     index = 0
     while index < len(items):
-        if _is_word_literal(items[index]):
-            end = index
-            while end + 1 < len(items) and _is_word_literal(items[end + 1]):
-                end += 1
-            literal = fold("".join(chr(code) for _, code in items[index : end + 1]))
-            at_start, at_end = _bounded(items, index, -1, starts), _bounded(items, end, 1, ends)
-            kind = WHOLE if at_start and at_end else START if at_start else PART
-            found.append(frozenset({(kind, literal)}))
-            index = end + 1
+        if not _is_word_literal(items[index]):
+            found.extend(_node(items, index, starts, ends))
+            index += 1
             continue
-        inner = _node(items, index, starts, ends)
-        if inner:
-            found.append(inner)
-        index += 1
+        end = index
+        while end + 1 < len(items) and _is_word_literal(items[end + 1]):
+            end += 1
+        literal = fold("".join(chr(code) for _, code in items[index : end + 1]))
+        at_start = _bounded(items, index, -1, starts)
+        if index == 0 and lead is not None:
+            literal, at_start = lead[0] + literal, lead[1]
+        at_end = _bounded(items, end, 1, ends)
+        found.append(frozenset({(WHOLE if at_start and at_end else START if at_start else PART, literal)}))
+        if end + 1 < len(items) and items[end + 1][0] is _C.BRANCH:
+            found.extend(_node(items, end + 1, starts, ends, (literal, at_start)))
+            end += 1
+        index = end + 1
+    return found
+
+
+def _strongest(items: _Items, starts: bool, ends: bool, lead: tuple[str, bool] | None = None) -> _Atoms | None:
+    found = _requirements(items, starts, ends, lead)
     return max(found, key=_strength) if found else None
 
 
-def _node(items: _Items, index: int, starts: bool, ends: bool) -> _Atoms | None:
-    """What one part of a concatenation needs: a group, alternatives, a repeat; None for the rest."""
+def _node(items: _Items, index: int, starts: bool, ends: bool, lead: tuple[str, bool] | None = None) -> list[_Atoms]:
+    """What one part of a concatenation needs: a group, alternatives, a repeat; nothing for the rest."""
     op, value = items[index]
     at_start, at_end = _bounded(items, index, -1, starts), _bounded(items, index, 1, ends)
     if op is _C.SUBPATTERN:
         _group, add_flags, del_flags, sub = value
         if (add_flags | del_flags) & (re.ASCII | re.LOCALE):
             raise _Unknown
-        return _sequence(sub.data, at_start, at_end)
+        return _requirements(sub.data, at_start, at_end)
     if op is _C.ATOMIC_GROUP:
-        return _sequence(value.data, at_start, at_end)
+        return _requirements(value.data, at_start, at_end)
     if op is _C.BRANCH:
         union: set[tuple[str, str]] = set()
         for alternative in value[1]:
-            atoms = _sequence(alternative.data, at_start, at_end)
+            atoms = _strongest(alternative.data, at_start, at_end, lead)
             if not atoms:
-                return None  # this alternative may match without any literal
+                return []  # this alternative may match without any literal
             union |= atoms
-        return frozenset(union)
+        return [frozenset(union)]
     if op in _REPEATS:
         low, high, sub = value
         # The first repetition starts where the repeat does; only a single one also ends where it does.
-        return _sequence(sub.data, at_start, at_end and high == 1) if low >= 1 else None
-    return None
+        return _requirements(sub.data, at_start, at_end and high == 1) if low >= 1 else []
+    return []
 
 
 def _is_word_literal(item: tuple[Any, Any]) -> bool:
@@ -278,6 +337,19 @@ def _is_non_word_item(item: tuple[Any, Any]) -> bool:
     if op is _C.LITERAL:
         return value < 128 and not is_word_letter(chr(value))
     return op is _C.CATEGORY and value in _NON_WORD_CATEGORIES
+
+
+def _implies(first: _Atoms, second: _Atoms) -> bool:
+    """Whether a text meeting ``first`` always meets ``second`` ("cancel" starting a word: "canc" too)."""
+    def follows(atom: tuple[str, str], other: tuple[str, str]) -> bool:
+        (kind, text), (other_kind, other_text) = atom, other
+        if other_kind == PART:
+            return other_text in text
+        if other_kind == START:
+            return kind != PART and text.startswith(other_text)
+        return kind == WHOLE and text == other_text
+
+    return all(any(follows(atom, other) for other in second) for atom in first)
 
 
 def _strength(atoms: _Atoms) -> tuple[int, int]:

@@ -79,6 +79,9 @@ MAX_HITS_PER_PATTERN = 25
 SENTENCE_REACH = 600
 
 
+NOTHING_RULED_OUT: dict[str, frozenset[int]] = {"subject": frozenset(), "text": frozenset()}
+
+
 class View:
     """The parts of a message that conditions read, computed once per message.
 
@@ -97,20 +100,13 @@ class View:
         self.text = spelling.correct(text) if spelling else text
         self.sender = msg.sender.key if msg.sender else ""
         self.recipients = tuple(a.key for a in msg.to + msg.cc) + msg.delivered_to
-        self.prefilter = prefilter
-        self._ruled_out: dict[str, frozenset[int]] = {}
+        # By field, the patterns that cannot match it (their ``id``), read once for all of them.
+        self.ruled_out = ({"subject": prefilter.ruled_out(self.subject), "text": prefilter.ruled_out(self.text)}
+                          if prefilter else NOTHING_RULED_OUT)
 
     def field(self, name: str) -> str:
         """The subject or the text."""
         return self.subject if name == "subject" else self.text
-
-    def ruled_out(self, name: str) -> frozenset[int]:
-        """The patterns that cannot match the subject or the text (their ``id``), read once for all of them."""
-        found = self._ruled_out.get(name)
-        if found is None:
-            found = self.prefilter.ruled_out(self.field(name)) if self.prefilter else frozenset()
-            self._ruled_out[name] = found
-        return found
 
 
 class Condition(Protocol):
@@ -131,7 +127,7 @@ class TextCondition:
     def hits(self, view: View) -> list[Hit] | None:
         found: list[Hit] = []
         for name in self.fields:
-            ruled_out = view.ruled_out(name)
+            ruled_out = view.ruled_out[name]
             if ruled_out >= self.keys:
                 continue  # none of the words its patterns need is there (the usual case)
             value = view.field(name)
