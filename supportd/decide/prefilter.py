@@ -87,6 +87,15 @@ class Need:
     parts: tuple[str, ...] = ()
 
 
+# A pattern as the prefilter knows it: its text and flags, the same in every process (not its id,
+# which a pickled copy, as a read-ahead process gets, does not keep).
+PatternKey = tuple[str, int]
+
+
+def pattern_key(pattern: re.Pattern[str]) -> PatternKey:
+    return pattern.pattern, pattern.flags
+
+
 # Start-of-word literals are looked up by their first letters (at most this many), then compared.
 _KEY_LETTERS = 4
 # The needs of a pattern that are checked, the strongest first: "\b(stays|is|are)\s+(grey|gray)\b"
@@ -110,8 +119,7 @@ class Prefilter:
     """
 
     def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
-        self._patterns = tuple(patterns)  # held, so that no other pattern gets the id of one of them
-        needs = {id(pattern): needs_of(pattern) for pattern in self._patterns}
+        needs = {pattern_key(pattern): needs_of(pattern) for pattern in patterns}
         self._ids = [key for key, found in needs.items() if found]  # bit i is the pattern self._ids[i]
         self.known = frozenset(self._ids)
         count = len(self._ids)
@@ -134,10 +142,14 @@ class Prefilter:
         # By word, the needs it meets: words recur from mail to mail, so a text's words cost a lookup each
         # (a new word: 111 parts and a few starts to compare, 5 us; 10,000 characters of new words: 8 ms).
         self._meets: dict[str, int] = {}
-        self._ruled_out: dict[int, frozenset[int]] = {}
+        self._ruled_out: dict[int, frozenset[PatternKey]] = {}
 
-    def ruled_out(self, text: str) -> frozenset[int]:
-        """The ``id`` of each pattern that cannot match ``text``: one of its needs finds no word there."""
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy needs (a read-ahead process gets one): not the words and sets kept so far."""
+        return {**self.__dict__, "_meets": {}, "_ruled_out": {}}
+
+    def ruled_out(self, text: str) -> frozenset[PatternKey]:
+        """The key of each pattern that cannot match ``text``: one of its needs finds no word there."""
         words = set(_WORD.findall(text.lower())) if text.isascii() else {fold(w) for w in _WORD.findall(text)}
         met = 0
         meets = self._meets
@@ -150,7 +162,7 @@ class Prefilter:
         found = self._ruled_out.get(may_match)
         return self._ruled_out_by(may_match) if found is None else found
 
-    def _ruled_out_by(self, may_match: int) -> frozenset[int]:
+    def _ruled_out_by(self, may_match: int) -> frozenset[PatternKey]:
         """The patterns whose bit is not in ``may_match`` (kept: most texts let the same few through)."""
         admitted, rest = [], may_match
         while rest:

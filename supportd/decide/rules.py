@@ -38,7 +38,7 @@ from supportd.base.yamlfile import Section, YList, YMap, load_yaml, shown_path, 
 from supportd.decide import explicit, registry
 from supportd.decide.explicit import Language
 from supportd.decide.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
-from supportd.decide.prefilter import Prefilter
+from supportd.decide.prefilter import PatternKey, Prefilter, pattern_key
 from supportd.decide.spelling import Spelling
 from supportd.intake.language import detect_language
 from supportd.intake.message import Inbound
@@ -79,7 +79,7 @@ MAX_HITS_PER_PATTERN = 25
 SENTENCE_REACH = 600
 
 
-NOTHING_RULED_OUT: dict[str, frozenset[int]] = {"subject": frozenset(), "text": frozenset()}
+NOTHING_RULED_OUT: dict[str, frozenset[PatternKey]] = {"subject": frozenset(), "text": frozenset()}
 
 
 class View:
@@ -100,7 +100,7 @@ class View:
         self.text = spelling.correct(text) if spelling else text
         self.sender = msg.sender.key if msg.sender else ""
         self.recipients = tuple(a.key for a in msg.to + msg.cc) + msg.delivered_to
-        # By field, the patterns that cannot match it (their ``id``), read once for all of them.
+        # By field, the patterns that cannot match it (``pattern_key``), read once for all of them.
         self.ruled_out = ({"subject": prefilter.ruled_out(self.subject), "text": prefilter.ruled_out(self.text)}
                           if prefilter else NOTHING_RULED_OUT)
 
@@ -119,20 +119,20 @@ class Condition(Protocol):
 class TextCondition:
     fields: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
-    keys: frozenset[int] = field(init=False, repr=False, compare=False)  # the patterns' ids, for the prefilter
+    keys: tuple[PatternKey, ...] = field(init=False, repr=False, compare=False)  # for the prefilter
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", frozenset(id(pattern) for pattern in self.patterns))
+        object.__setattr__(self, "keys", tuple(pattern_key(pattern) for pattern in self.patterns))
 
     def hits(self, view: View) -> list[Hit] | None:
         found: list[Hit] = []
         for name in self.fields:
             ruled_out = view.ruled_out[name]
-            if ruled_out >= self.keys:
+            if ruled_out.issuperset(self.keys):
                 continue  # none of the words its patterns need is there (the usual case)
             value = view.field(name)
-            for pattern in self.patterns:
-                if id(pattern) in ruled_out or pattern.search(value) is None:
+            for pattern, key in zip(self.patterns, self.keys, strict=True):
+                if key in ruled_out or pattern.search(value) is None:
                     continue
                 matches = itertools.islice(pattern.finditer(value), MAX_HITS_PER_PATTERN)
                 found.extend(Hit(name, m.start(), m.end(), m.group()) for m in matches)
