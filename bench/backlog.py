@@ -28,15 +28,24 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_many, customer_mail, print_json, run_measured, servers, supportd_command
+from bench.common import (
+    append_many,
+    customer_mail,
+    print_json,
+    read_ahead_limits,
+    run_measured,
+    servers,
+    supportd_command,
+)
 
 HANDLED = re.compile(r"handled (\d+) messages, acknowledged (\d+), sent (\d+) mails, quarantined (\d+)")
 ONCE_TIMEOUT = 900.0
 
 
-def measure(messages: int, profile: Path | None = None, top: int = 40) -> dict[str, Any]:
+def measure(messages: int, profile: Path | None = None, top: int = 40,
+            read_ahead: int | None = None) -> dict[str, Any]:
     with servers() as world:
-        config = str(world.write_config())
+        config = str(world.write_config(**read_ahead_limits(read_ahead)))
         startup = run_measured(supportd_command("once", "--config", config), world.root, ONCE_TIMEOUT)
         client = world.imap()
         try:
@@ -90,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=3000, help="messages waiting (default 3000)")
     parser.add_argument("--profile", type=Path, help="run under cProfile, write the stats here, print the top")
     parser.add_argument("--top", type=int, default=40, help="functions to print with --profile")
+    parser.add_argument("--read-ahead-processes", type=int, help="limits.read_ahead_processes (default: its default)")
     args = parser.parse_args(argv)
-    print_json(measure(args.messages, args.profile, args.top))
+    print_json(measure(args.messages, args.profile, args.top, args.read_ahead_processes))
     return 0
 
 

@@ -113,6 +113,11 @@ def servers() -> Iterator[Servers]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def read_ahead_limits(processes: int | None) -> dict[str, dict[str, Any]]:
+    """``write_config`` keywords for ``limits.read_ahead_processes`` (none: the default)."""
+    return {} if processes is None else {"limits": {"read_ahead_processes": processes}}
+
+
 def append_many(client: Any, messages: Sequence[bytes], chunk: int = 250) -> None:
     """Put ``messages`` in INBOX fast: MULTIAPPEND, ``chunk`` messages per command."""
     for start in range(0, len(messages), chunk):

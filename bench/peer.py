@@ -55,6 +55,7 @@ from bench.common import (
     group_cpu_seconds,
     own_cpu_seconds,
     print_json,
+    read_ahead_limits,
     run_measured,
     servers,
     supportd_command,
@@ -112,7 +113,7 @@ def peer_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def one_round(peer: Path, messages: int, peer_first: bool) -> dict[str, Any]:
+def one_round(peer: Path, messages: int, peer_first: bool, read_ahead: int | None = None) -> dict[str, Any]:
     with servers() as world:
         world.dovecot.add_user(PEER_USER)
         mails = [customer_mail(n, tag="peer") for n in range(messages)]
@@ -122,7 +123,7 @@ def one_round(peer: Path, messages: int, peer_first: bool) -> dict[str, Any]:
                 append_many(client, mails)
             finally:
                 client.logout()
-        config = str(world.write_config())
+        config = str(world.write_config(**read_ahead_limits(read_ahead)))
         peer_command = [str(peer), "--config-file", str(write_peer_config(world))]
         runs, servers_cpu = {}, {}
         for name in (("peer", "supportd") if peer_first else ("supportd", "peer")):
@@ -186,9 +187,9 @@ def _peer_outcome(world: Servers) -> tuple[int, int]:
     return moved, left
 
 
-def measure(messages: int, rounds: int, version: str = PEER_VERSION) -> dict[str, Any]:
+def measure(messages: int, rounds: int, version: str = PEER_VERSION, read_ahead: int | None = None) -> dict[str, Any]:
     with peer_installed(version) as peer:
-        results = [one_round(peer, messages, peer_first=(n % 2 == 0)) for n in range(rounds)]
+        results = [one_round(peer, messages, peer_first=(n % 2 == 0), read_ahead=read_ahead) for n in range(rounds)]
     ratios = [r["ratio"] for r in results]
     return {
         "messages": messages, "rounds": rounds, "peer": f"{PEER} {version}",
@@ -206,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=3000, help="mails waiting in each mailbox (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a fresh Dovecot (default 3)")
     parser.add_argument("--peer-version", default=PEER_VERSION, help=f"imapautofiler version (default {PEER_VERSION})")
+    parser.add_argument("--read-ahead-processes", type=int, help="supportd's limits.read_ahead_processes")
     args = parser.parse_args(argv)
-    print_json(measure(args.messages, args.rounds, args.peer_version))
+    print_json(measure(args.messages, args.rounds, args.peer_version, args.read_ahead_processes))
     return 0
 
 

@@ -10,7 +10,9 @@ there, and a seed chooses where, so a failing trial can be run again.
 * ``NAME@N``: SIGKILL on the N-th time the point NAME is reached;
 * ``*@N``: SIGKILL on the N-th point reached, whichever it is;
 * ``NAME~TEXT``: SIGKILL whenever NAME is reached for something whose detail contains TEXT
-  (a message that crashes supportd every time, to test quarantine).
+  (a message that crashes supportd every time, to test quarantine);
+* ``NAME%TEXT``: SIGSTOP instead: the process hangs there, alive and silent (a read-ahead
+  process stuck on a message, to test that supportd stops waiting for it).
 
 Unset, as in production, ``point`` costs one truth test.
 """
@@ -27,9 +29,10 @@ ENV = "SUPPORTD_CRASH_AT"
 def _read_plan(text: str) -> list[tuple[str, str, str]]:
     entries = []
     for entry in filter(None, (e.strip() for e in text.split(","))):
-        if "~" in entry:
-            name, _, detail = entry.partition("~")
-            entries.append((name, "~", detail))
+        if "~" in entry or "%" in entry:
+            how = "~" if "~" in entry else "%"
+            name, _, detail = entry.partition(how)
+            entries.append((name, how, detail))
         elif "@" in entry:
             name, _, count = entry.partition("@")
             entries.append((name, "@", count))
@@ -51,6 +54,8 @@ def point(name: str, detail: str = "") -> None:
             _die()
         if how == "~" and wanted == name and value in detail:
             _die()
+        if how == "%" and wanted == name and value in detail:
+            os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _die() -> None:

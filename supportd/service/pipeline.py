@@ -24,6 +24,15 @@ Work is done in batches (one FETCH, one commit per step, one round of parallel S
 STORE): the commits are per batch, the guarantees per message. A message that was in flight when
 supportd stopped is handled alone next time, so a message that crashes supportd every time is
 isolated and quarantined rather than taking its batch down with it.
+
+In a backlog (two batches or more), the next batch's bytes are fetched before it is claimed and
+handed to a read-ahead process (``supportd.service.readahead``), which parses them and reads them
+(``supportd.decide.reading``: rules, FAQ, guard, language; no ledger, no IMAP, no SMTP) while this
+batch is handled. Parsing unclaimed bytes ahead is harmless: it is pure, and a message that is then
+not handled (a stop, a message moved away meanwhile) has had nothing done about it. The table holds
+as it is: a reading is used only after the message's claim is committed, a message that vanished
+after its bytes were fetched is found by the size check that follows the claim, and plans are
+applied here, in UID order. A retry is always read here, alone, after its ``deciding`` mark.
 """
 
 from __future__ import annotations
@@ -120,9 +129,8 @@ class Pipeline:
                     if self.should_stop():
                         finished = False
                         break
-                    if ahead is not None and number < len(batches):
-                        self._hand_ahead(ahead, batches[number])  # read while this batch is handled
-                    self._handle_batch(batch, report, ahead)
+                    following = batches[number] if ahead is not None and number < len(batches) else []
+                    self._handle_batch(batch, report, ahead, following)
                     self._send_due(report)  # each batch goes all the way, so the hot state stays small
                     self._finish(copy_meanwhile=number < len(batches))
                 self._finish()  # the last copies in flight, if a stop came between batches
@@ -209,27 +217,30 @@ class Pipeline:
             return None
         return ReadAhead(self.ctx.reader, processes, self.ctx.config.limits.decision_seconds)
 
-    def _hand_ahead(self, ahead: ReadAhead, uids: list[int]) -> None:
+    def _hand_ahead(self, ahead: ReadAhead, uids: list[int], stored: dict[int, Stored]) -> None:
         """The next batch's bytes to the read-ahead process, before that batch is claimed.
 
         Reading is pure, so reading a message that is then not handled in this pass (a stop, a
         vanished or oversize message, one at its ``max_attempts``) changes nothing. A retry is
         always read alone, here, after its ``deciding`` mark (see ``_claim``).
         """
-        if len(uids) < 2:
-            return
         limit = self.ctx.config.limits.max_message_bytes
-        stored = self.mailbox.stored(uids)
         ahead.hand(self.mailbox.fetch([uid for uid in uids if uid in stored and stored[uid].size <= limit]))
 
     # ------------------------------------------------------------ the steps
 
-    def _handle_batch(self, uids: list[int], report: PassReport, ahead: ReadAhead | None = None) -> None:
+    def _handle_batch(self, uids: list[int], report: PassReport, ahead: ReadAhead | None = None,
+                      following: list[int] | None = None) -> None:
+        """Claim, read, plan and apply these messages; meanwhile the ``following`` batch (its sizes
+        asked with this one's, in one FETCH) is read ahead, unless it is a lone retry."""
         records = self._claim(uids)
         limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
         self._quarantine(limit_reached, "failed {failures} times", report)
         live = [r for r in records if r not in limit_reached]
-        stored = self.mailbox.stored([r["uid"] for r in live])
+        following = following if ahead is not None and following and len(following) > 1 else []
+        stored = self.mailbox.stored([r["uid"] for r in live] + following)
+        if ahead is not None and following:
+            self._hand_ahead(ahead, following, stored)
         self._note_waits(live, stored)
         limit = self.ctx.config.limits.max_message_bytes
         oversize = [r for r in live if r["uid"] in stored and stored[r["uid"]].size > limit]

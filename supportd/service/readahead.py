@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 5  # messages a task: the round trip costs the main process ~0.1 ms, so not one a task
 START_SECONDS = 60.0  # allowed for a process to start (interpreter, imports, rules) on a busy machine
-SILENCE_MARGIN_SECONDS = 10.0  # on top of each message's time limit before a silent process is stopped
+SILENCE_MARGIN_SECONDS = 5.0  # on top of each message's time limit before a silent process is stopped
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,14 @@ _reader: Reader | None = None
 
 
 def _start(reader_file: str) -> None:
-    """The process's set-up: the rules and replies of this pass. Ctrl-C is the main process's to handle."""
+    """The process's set-up: the rules and replies of this pass.
+
+    Ctrl-C and systemd's SIGTERM (sent to every process of the service) are the main process's to
+    handle: it stops between batches and then ends this one, which ends with it in any case.
+    """
     global _reader
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()

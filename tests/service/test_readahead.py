@@ -158,3 +158,21 @@ def test_read_ahead_is_off_for_a_lone_message_and_with_zero_processes(world: Wor
         report = world.once(FakeClock(START))
     assert report.acknowledged == 1
     assert not any(READ_AHEAD_LINE.search(r.getMessage()) for r in caplog.records)
+
+
+def test_a_read_ahead_process_that_hangs_is_stopped_and_its_messages_read_here(
+        world: World, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The read-ahead process stops dead on a message: supportd stops waiting, kills it, answers everyone once."""
+    monkeypatch.setenv("SUPPORTD_CRASH_AT", "reading%Stuck")  # SIGSTOP: alive, silent, for ever
+    world.write_config(limits={"batch_size": 4, "decision_seconds": 0.2})
+    customers = [f"c{n}@example.org" for n in range(16)]
+    for n, address in enumerate(customers):
+        world.deliver(mail(f"Where is my order {77000 + n}?", sender=address,
+                           subject="Stuck parcel" if n == 12 else f"Order {n}"))  # in the 4th batch
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        report = world.once(FakeClock(START))
+    assert time.monotonic() - started < 40
+    assert any("read-ahead process sent nothing" in r.getMessage() for r in caplog.records)
+    assert report.handled == report.acknowledged == 16
+    assert sorted(r for m in world.sink.messages for r in m.rcpt_tos) == sorted(customers)
