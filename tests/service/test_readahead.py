@@ -176,3 +176,31 @@ def test_a_read_ahead_process_that_hangs_is_stopped_and_its_messages_read_here(
     assert any("read-ahead process sent nothing" in r.getMessage() for r in caplog.records)
     assert report.handled == report.acknowledged == 16
     assert sorted(r for m in world.sink.messages for r in m.rcpt_tos) == sorted(customers)
+
+
+def test_a_reload_of_the_rules_reaches_the_read_ahead_process(world: World, caplog) -> None:  # type: ignore[no-untyped-def]
+    """After a reload (SIGHUP or an edited file) the next backlog is read ahead with the new rules."""
+    world.add_rule_file("15-sizing.yaml", "intent: sizing\npriority: 95\nreply: other\nrules:\n"
+                        "  - name: shoe-size\n    text: [shoe size]\n")
+    world.write_config(limits={"batch_size": 3})
+    daemon = world.daemon(FakeClock(START))
+    for n in range(6):
+        world.deliver(mail("Which boot size should I order?", sender=f"a{n}@example.org", subject=f"Boots {n}"))
+    daemon.mailbox.connect()
+    try:
+        before = daemon.pipeline.run_pass()
+        (world.rules_dir / "15-sizing.yaml").write_text("intent: sizing\npriority: 95\nreply: other\nrules:\n"
+                                                        "  - name: shoe-size\n    text: [shoe size, boot size]\n")
+        daemon.reload_asked = True  # what SIGHUP, or the edit noticed while waiting, sets
+        daemon._reload_if_asked()
+        for n in range(6):
+            world.deliver(mail("Which boot size should I order?", sender=f"b{n}@example.org", subject=f"Boots {n}"))
+        daemon.mailbox.close()  # a fresh session sees the new mail at once (the daemon syncs before each pass)
+        daemon.mailbox.connect()
+        with caplog.at_level(logging.INFO, logger="supportd.service.pipeline"):
+            after = daemon.pipeline.run_pass()
+    finally:
+        daemon.close()
+    assert [plan["rule"] for plan in before.plans] == ["other"] * 6
+    assert [plan["rule"] for plan in after.plans] == ["shoe-size"] * 6
+    assert any("read 3 of 6 messages ahead" in r.getMessage() for r in caplog.records)
