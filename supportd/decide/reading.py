@@ -20,7 +20,7 @@ from supportd.decide import guard
 from supportd.decide.rules import Decision, RuleSet
 from supportd.intake.language import detect_language
 from supportd.intake.message import Inbound
-from supportd.intake.owntext import OurText, own_words
+from supportd.intake.owntext import OurText, has_our_lines, own_words
 
 
 @dataclass(frozen=True)
@@ -58,5 +58,7 @@ def without_our_text(our_text: OurText, msg: Inbound) -> Inbound:
     The second line of defence behind quote detection: our confirmation request pasted back
     without quote marks, or re-wrapped by the client, is never the customer's "yes".
     """
+    if not has_our_lines(msg.full_text, our_text):
+        return msg  # its own_text is own_words(full_text) (``parse``), and there is nothing of ours to drop
     own_text = own_words(msg.full_text, our_text)
     return msg if own_text == msg.own_text else dataclasses.replace(msg, own_text=own_text)

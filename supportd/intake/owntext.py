@@ -203,6 +203,18 @@ def own_words(text: str, ours: OurText | None = None) -> str:
     return _tidy(kept)
 
 
+def has_our_lines(text: str, ours: OurText) -> bool:
+    """Whether ``own_words(text, ours)`` may drop a line that ``own_words(text)`` keeps.
+
+    It drops a line only where ``ours.wrote`` says so, asked with the same line and the same "follows
+    a quote"; this asks it of every line (``own_words`` of the lines it reaches), so False means the
+    two are equal. A customer's mail has no such line: asking costs a fifth of reading it again.
+    """
+    lines = _normalised_lines(text)
+    return any(ours.wrote(line, index > 0 and _is_quoted(lines[index - 1]))
+               for index, line in enumerate(lines) if line)
+
+
 def _normalised_lines(text: str) -> list[str]:
     unix = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = unix.split("\n", _MAX_LINES)

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supportd.deliver.replies import Replies
 from supportd.intake.charsets import decode_bytes
-from supportd.intake.owntext import OurText, html_to_text, own_words
+from supportd.intake.owntext import OurText, has_our_lines, html_to_text, own_words
 from supportd.quality.owntext import CASES, TARGET, measure, per_suite, read_cases
 
-from conftest import corpus_file, need_corpus_file
+from conftest import REPO, corpus_file, need_corpus_file
 
 ITALIAN_QUESTION = "Ciao sere mi puoi dire se il mio cliente deve fare questa dichiarazione?"
 
@@ -630,3 +631,26 @@ def test_html_to_text_never_raises(html: str) -> None:
     """Any HTML, however broken, gives a string and no exception."""
     assert isinstance(html_to_text(html), str)
 
+
+
+# --- the shortcut when a mail has nothing of ours -------------------------------------------------
+
+OUR_LINES = [line for path in sorted((REPO / "replies").rglob("*.txt"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+OURS = Replies(REPO / "replies").our_text()
+LINES = st.one_of(
+    st.sampled_from(OUR_LINES),
+    st.sampled_from(OUR_LINES).map(lambda line: " ".join(line.split()[1:])),  # re-wrapped: a word moved up
+    st.sampled_from(["Hello,", "Thanks!", "where is my order 77120?", "yes", "please cancel it", "Anna", "",
+                     "On Tue, 1 Dec 2026, Shop <support@shop.example> wrote:", "-- ", "Sent from my iPhone"]),
+    st.text(alphabet="abc yes,.\n", max_size=30),
+)
+QUOTES = st.sampled_from(["", "", "", "> ", ">> ", "| "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(QUOTES, LINES).map("".join), max_size=25).map("\n".join))
+def test_a_mail_without_a_line_of_ours_keeps_its_own_words(body: str) -> None:
+    """Where no line is only our phrases (has_our_lines), taking our text out changes nothing: the shortcut
+    that skips reading the mail again gives what reading it again gives."""
+    assert has_our_lines(body, OURS) or own_words(body, OURS) == own_words(body)
