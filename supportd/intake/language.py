@@ -39,15 +39,20 @@ MARKERS: dict[str, frozenset[str]] = {
     ),
 }
 _WORD = re.compile(r"[^\W\d_]+")
+# Each marker word and the languages it marks ("is": en and nl): one lookup a word, not one a language.
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {
+    word: tuple(language for language, markers in MARKERS.items() if word in markers)
+    for word in frozenset().union(*MARKERS.values())
+}
 
 
 def detect_language(text: str, default: str) -> str:
     """The language code ("en", "de", ...) the text is written in, or ``default`` when unsure."""
     counts = dict.fromkeys(MARKERS, 0)
+    languages_of = _LANGUAGES_OF
     for word in _WORD.findall(text[:MAX_CHARS].lower()):
-        for language, markers in MARKERS.items():
-            if word in markers:
-                counts[language] += 1
+        for language in languages_of.get(word, ()):
+            counts[language] += 1
     ranked = sorted(counts.items(), key=lambda item: -item[1])
     (best, hits), (_, runner_up) = ranked[0], ranked[1]
     if hits < MIN_HITS or hits <= runner_up:
