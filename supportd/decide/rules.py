@@ -119,20 +119,20 @@ class Condition(Protocol):
 class TextCondition:
     fields: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
-    keys: tuple[PatternKey, ...] = field(init=False, repr=False, compare=False)  # for the prefilter
+    keys: frozenset[PatternKey] = field(init=False, repr=False, compare=False)  # for the prefilter
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", tuple(pattern_key(pattern) for pattern in self.patterns))
+        object.__setattr__(self, "keys", frozenset(pattern_key(pattern) for pattern in self.patterns))
 
     def hits(self, view: View) -> list[Hit] | None:
         found: list[Hit] = []
         for name in self.fields:
             ruled_out = view.ruled_out[name]
-            if ruled_out.issuperset(self.keys):
+            if ruled_out >= self.keys:
                 continue  # none of the words its patterns need is there (the usual case)
             value = view.field(name)
-            for pattern, key in zip(self.patterns, self.keys, strict=True):
-                if key in ruled_out or pattern.search(value) is None:
+            for pattern in self.patterns:
+                if pattern_key(pattern) in ruled_out or pattern.search(value) is None:
                     continue
                 matches = itertools.islice(pattern.finditer(value), MAX_HITS_PER_PATTERN)
                 found.extend(Hit(name, m.start(), m.end(), m.group()) for m in matches)

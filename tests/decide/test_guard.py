@@ -6,11 +6,14 @@ import collections
 import csv
 import email.policy
 import email.utils
+import fnmatch
 import io
 import zipfile
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supportd.decide import guard
 from supportd.intake.message import Inbound, parse
@@ -370,3 +373,11 @@ def test_guard_findings_list_every_sign() -> None:
     checks = [v.check for v in guard.findings(msg, offline_context().guard_settings)]
     assert checks == ["auto-submitted", "precedence", "robot-subject"]
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="abo-_@.*?[]!x", min_size=1, max_size=6), max_size=5),
+       st.text(alphabet="abo-_@.x", max_size=10))
+def test_robot_sender_patterns_match_as_fnmatch_does(patterns: list[str], address: str) -> None:
+    """The robot-sender patterns, read as one regex, match exactly what fnmatch matches with any of them."""
+    assert bool(guard._any_of(tuple(patterns)).match(address)) == any(fnmatch.fnmatchcase(address, p) for p in patterns)
