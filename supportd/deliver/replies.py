@@ -16,6 +16,7 @@ import datetime as dt
 import email.charset
 import email.policy
 import email.utils
+import functools
 import os
 import random
 import re
@@ -425,11 +426,11 @@ def _reply_headers(draft: Draft) -> list[tuple[str, str]]:
     """A mail's headers after its MIME headers, in order, each value on one line (see ``build_email``)."""
     sender, to, answering = draft.sender, draft.to, draft.answering
     fields = [
-        ("From", formataddr((_one_line(sender.name), sender.email), charset="utf-8")),
+        ("From", _from_header(sender)),
         ("To", address_header(_one_line(to.name), to.email)),
         ("Subject", _encoded(draft.subject, "Subject")),
         # In the shop's time zone, as a mail client writes it: "+0100", not "-0000".
-        ("Date", email.utils.format_datetime(draft.date)),
+        ("Date", _date_header(draft.date)),
         ("Message-ID", _one_line(draft.message_id)),
     ]
     if answering.in_reply_to:
@@ -442,6 +443,24 @@ def _reply_headers(draft: Draft) -> list[tuple[str, str]]:
     fields.append(("X-Auto-Response-Suppress", "All"))
     fields.extend((name, _encoded(value, name)) for name, value in more.items())
     return fields
+
+
+# The shop is every reply's sender, and a backlog's replies share their second: each header is
+# written once (format_datetime 10 us, formataddr 3 us; a cache hit about 1 us).
+@functools.lru_cache(maxsize=16)
+def _from_header(sender: Address) -> str:
+    return formataddr((_one_line(sender.name), sender.email), charset="utf-8")
+
+
+def _date_header(when: dt.datetime) -> str:
+    """``format_datetime(when)``, cached by the local time AND its offset: aware datetimes compare by
+    their instant (10:00 UTC == 11:00+01:00), and those two are different headers."""
+    return _formatted_date(when.replace(microsecond=0, tzinfo=None), when.utcoffset())
+
+
+@functools.lru_cache(maxsize=16)
+def _formatted_date(local: dt.datetime, offset: dt.timedelta | None) -> str:
+    return email.utils.format_datetime(local if offset is None else local.replace(tzinfo=dt.timezone(offset)))
 
 
 def _body(rendered: Rendered) -> Message:

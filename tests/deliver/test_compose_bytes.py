@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import itertools
 import random
 import zoneinfo
@@ -151,3 +152,17 @@ def test_replies_to_the_corpus_mails_are_written_as_the_email_package_writes_the
     for number, draft in enumerate(replies_seen):
         direct, general = both_ways(draft, number)
         assert direct == general, draft
+
+
+@settings(max_examples=200, deadline=None)
+@given(when=st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1),
+                         timezones=st.sampled_from([BERLIN, dt.UTC, zoneinfo.ZoneInfo("America/St_Johns")])))
+def test_the_date_header_is_the_moment_in_the_shops_zone(when: dt.datetime) -> None:
+    """Any moment, microseconds and all, in any zone, is written as the email package writes it (a cache serves
+    repeats: the same instant in another zone is another header)."""
+    for zone in (BERLIN, dt.UTC, zoneinfo.ZoneInfo("America/St_Johns"), BERLIN):
+        local = when.astimezone(zone)
+        draft = Draft(sender=Address("Example Shop", "support@shop.example"), to=Address("", "ada@example.org"),
+                      subject="Hi", rendered=Rendered("Hi\n", None), message_id="<sd.ack.1@shop.example>",
+                      date=local)
+        assert f"\nDate: {email.utils.format_datetime(local)}\n".encode() in email_bytes(draft)
