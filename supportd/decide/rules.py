@@ -445,12 +445,11 @@ def sentence_around(text: str, start: int, end: int) -> tuple[str, int, int]:
     reaches at most ``SENTENCE_REACH`` characters either side of the span: nobody writes longer ones,
     and a text without any full stop must not make every hit cost the whole text.
     """
-    left, lowest = start, max(0, start - SENTENCE_REACH)
-    while left > lowest and not _ends_sentence(text, left - 1):
-        left -= 1
-    right, highest = end, min(len(text), end + SENTENCE_REACH)
-    while right < highest and not _ends_sentence(text, right):
-        right += 1
+    lowest, highest = max(0, start - SENTENCE_REACH), min(len(text), end + SENTENCE_REACH)
+    left = next((index + 1 for index in _may_end_sentence_backwards(text, lowest, start)
+                 if _ends_sentence(text, index)), lowest)
+    right = next((match.start() for match in _MAY_END_SENTENCE.finditer(text, end, highest)
+                  if _ends_sentence(text, match.start())), highest)
     if right < len(text) and text[right] in ".!?":
         right += 1  # the sentence keeps its own punctuation: a final '?' makes it a question
     while left < start and text[left].isspace():
@@ -458,6 +457,21 @@ def sentence_around(text: str, start: int, end: int) -> tuple[str, int, int]:
     while right > end and text[right - 1].isspace():
         right -= 1
     return text[left:right], start - left, end - left
+
+
+# Only these characters can end a sentence (``_ends_sentence``): the search for the ends skips the rest
+# instead of asking of every character (177,000 calls for 3,000 backlog mails, 30 a sentence).
+_MAY_END_SENTENCE = re.compile(r"[!?.\n]")
+
+
+def _may_end_sentence_backwards(text: str, lowest: int, start: int) -> Iterator[int]:
+    """The indexes in ``text[lowest:start]`` of characters that may end a sentence, last first."""
+    index = start
+    while True:
+        index = max(text.rfind(char, lowest, index) for char in "!?.\n")
+        if index < 0:
+            return
+        yield index
 
 
 def _ends_sentence(text: str, index: int) -> bool:

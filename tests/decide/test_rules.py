@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supportd.base.errors import InvalidFiles
+from supportd.decide import rules as rules_module
 from supportd.decide.rules import RuleSet, load_rules
 from supportd.deliver.replies import Replies
 from supportd.intake.message import parse
@@ -334,3 +337,31 @@ def test_a_gift_address_question_is_not_a_delivery_status_question(rules: RuleSe
 def test_german_mail_finds_every_intent(rules: RuleSet, body: str, intent: str) -> None:
     """Every default intent has German rules."""
     assert rules.decide(parse(mail(body, subject=""))).primary_intent == intent
+
+
+def sentence_char_by_char(text: str, start: int, end: int) -> tuple[str, int, int]:
+    """``sentence_around`` as it was written first: asking of every character whether it ends a sentence."""
+    left, lowest = start, max(0, start - rules_module.SENTENCE_REACH)
+    while left > lowest and not rules_module._ends_sentence(text, left - 1):
+        left -= 1
+    right, highest = end, min(len(text), end + rules_module.SENTENCE_REACH)
+    while right < highest and not rules_module._ends_sentence(text, right):
+        right += 1
+    if right < len(text) and text[right] in ".!?":
+        right += 1
+    while left < start and text[left].isspace():
+        left += 1
+    while right > end and text[right - 1].isspace():
+        right -= 1
+    return text[left:right], start - left, end - left
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["cancel my order", ".", ". ", "!", "?", "\n", "\n\n", " ", "e.g.", "no. 881",
+                                 "12.50", "- ", "> ", "1) ", "  \n", "x" * 300]), max_size=40).map("".join),
+       st.data())
+def test_a_sentence_ends_where_asking_every_character_says(text: str, data: st.DataObject) -> None:
+    """The search for a sentence's ends, which skips characters that cannot end one, finds the same sentence."""
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, len(text)))
+    assert rules_module.sentence_around(text, start, end) == sentence_char_by_char(text, start, end)
