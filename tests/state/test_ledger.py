@@ -242,3 +242,18 @@ def test_every_commit_writes_every_change_of_every_table(tmp_path: Path, monkeyp
             for name in ledger_module.TABLES:
                 assert reader.find(name) == ledger.find(name), (step, name)
             assert [reader.meta(f"m{n}") for n in range(3)] == [ledger.meta(f"m{n}") for n in range(3)]
+
+
+def test_find_by_one_field_is_find_by_every_field_it_names(tmp_path: Path) -> None:
+    """A lookup by one field (the quick path) finds what the general match finds: equal values only, a missing
+    field never equal to None, the rows in doc id order."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    rng = random.Random(1201)
+    for number in range(60):
+        doc: dict[str, object] = {"key": f"k{number}"}
+        if rng.random() < 0.7:
+            doc["fingerprint"] = rng.choice(("a", "b", None, 0, False, ""))
+        ledger.put("messages", "key", doc)
+    for value in ("a", "b", None, 0, False, "", "z"):
+        every = [row for row in ledger.find("messages") if ledger_module._matches(row, {"fingerprint": value})]
+        assert ledger.find("messages", fingerprint=value) == every, value
