@@ -215,7 +215,11 @@ class Pipeline:
         processes = processes_for(self.ctx.config.limits.read_ahead_processes)
         if not processes or sum(1 for batch in batches if len(batch) > 1) < 2:
             return None
-        return ReadAhead(self.ctx.reader, processes, self.ctx.config.limits.decision_seconds)
+        try:
+            return ReadAhead(self.ctx.reader, processes, self.ctx.config.limits.decision_seconds)
+        except Exception as exc:  # e.g. no room for the rules' file: slower, nothing else
+            log.warning("cannot start reading ahead (%s); this pass reads every message itself", exc)
+            return None
 
     def _hand_ahead(self, ahead: ReadAhead, uids: list[int], stored: dict[int, Stored]) -> None:
         """The next batch's bytes to the read-ahead process, before that batch is claimed.
@@ -237,7 +241,7 @@ class Pipeline:
         limit_reached = [r for r in records if r["failures"] >= self.ctx.config.limits.max_attempts]
         self._quarantine(limit_reached, "failed {failures} times", report)
         live = [r for r in records if r not in limit_reached]
-        following = following if ahead is not None and following and len(following) > 1 else []
+        following = following if ahead is not None and ahead.working and following and len(following) > 1 else []
         stored = self.mailbox.stored([r["uid"] for r in live] + following)
         if ahead is not None and following:
             self._hand_ahead(ahead, following, stored)

@@ -153,8 +153,12 @@ class ReadAhead:
         # written to a pipe of 64 KB before the process reads it, and a process that died while
         # starting left a larger write (the rules are ~150 KB) blocked for ever (Python 3.11).
         handle, self.reader_file = tempfile.mkstemp(prefix="supportd-reader-", suffix=".pickle")
-        with os.fdopen(handle, "wb") as file:
-            pickle.dump(reader, file, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                pickle.dump(reader, file, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            os.unlink(self.reader_file)
+            raise
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
             initargs=(self.reader_file,))
@@ -162,6 +166,11 @@ class ReadAhead:
         self.sizes: dict[Future[Any], int] = {}
         self.started = False  # a first answer came back (until then the process may still be starting)
         self.read = 0
+
+    @property
+    def working(self) -> bool:
+        """False once the process died, hung or could not start: the rest of the pass is read here."""
+        return self.pool is not None
 
     def hand(self, raws: dict[int, bytes]) -> None:
         """Give these messages' bytes to the process(es), a few at a time, in UID order."""
@@ -174,6 +183,11 @@ class ReadAhead:
                 future = self.pool.submit(_read_chunk, chunk, self.seconds)
             except BrokenProcessPool:
                 self._died()
+                return
+            except Exception as exc:  # e.g. no process could be started: this pass reads the rest itself
+                log.warning("the read-ahead process could not be given work (%s); this pass reads the rest "
+                            "itself", exc)
+                self.close(kill=True)
                 return
             self.sizes[future] = len(chunk)
             self.handed.update((uid, future) for uid, _ in chunk)

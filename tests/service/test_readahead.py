@@ -204,3 +204,21 @@ def test_a_reload_of_the_rules_reaches_the_read_ahead_process(world: World, capl
     assert [plan["rule"] for plan in before.plans] == ["other"] * 6
     assert [plan["rule"] for plan in after.plans] == ["shoe-size"] * 6
     assert any("read 3 of 6 messages ahead" in r.getMessage() for r in caplog.records)
+
+
+def test_a_read_ahead_that_cannot_start_leaves_every_message_read_here(
+        world: World, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """No room for the rules' file (a full or missing temp folder): the backlog is read here, all answered once."""
+    import supportd.service.readahead
+
+    def no_room(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(supportd.service.readahead.tempfile, "mkstemp", no_room)
+    world.write_config(limits={"batch_size": 3})
+    for n in range(9):
+        world.deliver(mail("Where is my order?", sender=f"c{n}@example.org", subject=f"Order {n}"))
+    with caplog.at_level(logging.INFO):
+        report = world.once(FakeClock(START))
+    assert any("cannot start reading ahead" in r.getMessage() for r in caplog.records)
+    assert report.handled == report.acknowledged == 9 and len(world.sink.messages) == 9
