@@ -101,7 +101,7 @@ def read_mail(reader: Reader, raw: bytes, seconds: float) -> Read:
 _reader: Reader | None = None
 
 
-def _start(reader_file: str) -> None:
+def _start(reader_file: str, remove_file: bool) -> None:
     """The process's set-up: the rules and replies of this pass.
 
     Ctrl-C and systemd's SIGTERM (sent to every process of the service) are the main process's to
@@ -115,6 +115,9 @@ def _start(reader_file: str) -> None:
         threading.Thread(target=_end_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
     with open(reader_file, "rb") as file:
         _reader = pickle.load(file)
+    if remove_file:  # the only process: nobody else needs it, and a crash of supportd cannot leave it behind
+        with contextlib.suppress(OSError):
+            os.unlink(reader_file)
 
 
 def _end_with(parent_sentinel: int) -> None:
@@ -151,7 +154,8 @@ class ReadAhead:
         self.seconds = seconds
         # The rules and replies go by a private file, not with the process's start-up data: that is
         # written to a pipe of 64 KB before the process reads it, and a process that died while
-        # starting left a larger write (the rules are ~150 KB) blocked for ever (Python 3.11).
+        # starting left a larger write (the rules are ~150 KB) blocked for ever (Python 3.11). A single
+        # process removes the file once it has read it, so a supportd killed mid-pass leaves none behind.
         handle, self.reader_file = tempfile.mkstemp(prefix="supportd-reader-", suffix=".pickle")
         try:
             with os.fdopen(handle, "wb") as file:
@@ -161,7 +165,7 @@ class ReadAhead:
             raise
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-            initargs=(self.reader_file,))
+            initargs=(self.reader_file, processes == 1))
         self.handed: dict[int, Future[list[tuple[int, Outcome | None]]]] = {}
         self.sizes: dict[Future[Any], int] = {}
         self.started = False  # a first answer came back (until then the process may still be starting)
