@@ -29,10 +29,10 @@ pass's readers without any message between the processes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.reduction
 import os
 import pickle
 import signal
@@ -101,7 +101,7 @@ def read_mail(reader: Reader, raw: bytes, seconds: float) -> Read:
 _reader: Reader | None = None
 
 
-def _start(reader_file: str, remove_file: bool) -> None:
+def _start(reader: Reader | _ReaderFile) -> None:
     """The process's set-up: the rules and replies of this pass.
 
     Ctrl-C and systemd's SIGTERM (sent to every process of the service) are the main process's to
@@ -113,11 +113,8 @@ def _start(reader_file: str, remove_file: bool) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
-    with open(reader_file, "rb") as file:
-        _reader = pickle.load(file)
-    if remove_file:  # the only process: nobody else needs it, and a crash of supportd cannot leave it behind
-        with contextlib.suppress(OSError):
-            os.unlink(reader_file)
+    assert isinstance(reader, Reader)  # a _ReaderFile arrives as the Reader it holds (see its __reduce__)
+    _reader = reader
 
 
 def _end_with(parent_sentinel: int) -> None:
@@ -147,25 +144,53 @@ def _read_chunk(raws: list[tuple[int, bytes]], seconds: float) -> list[tuple[int
 # ---------------------------------------------------------------- in the main process
 
 
+class _ReaderFile:
+    """The pickled rules and replies in a file without a name, handed to each process as a descriptor.
+
+    Not with the process's start-up data: Python writes that into a pipe of 64 KB before the process
+    reads it, and a process that died while starting left a larger write (the rules are ~150 KB)
+    blocked for ever (3.11). Not a named file either: a supportd killed mid-pass would leave it.
+    """
+
+    def __init__(self, reader: Reader) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - open for the whole pass, closed by close()
+        pickle.dump(reader, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.file.flush()
+        self.size = self.file.tell()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled only while a process is being spawned: the descriptor goes with it."""
+        return _load_reader, (multiprocessing.reduction.DupFd(self.file.fileno()), self.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _load_reader(descriptor: Any, size: int) -> Reader:
+    """In the new process: the reader from the file handed over (read from its start, whatever the offset)."""
+    fd = descriptor.detach()
+    try:
+        data = bytearray()
+        while len(data) < size:
+            chunk = os.pread(fd, size - len(data), len(data))
+            if not chunk:
+                raise EOFError("the rules' file ended early")
+            data += chunk
+    finally:
+        os.close(fd)
+    reader: Reader = pickle.loads(data)
+    return reader
+
+
 class ReadAhead:
     """The read-ahead processes of one pass, and the messages handed to them, by UID."""
 
     def __init__(self, reader: Reader, processes: int, seconds: float) -> None:
         self.seconds = seconds
-        # The rules and replies go by a private file, not with the process's start-up data: that is
-        # written to a pipe of 64 KB before the process reads it, and a process that died while
-        # starting left a larger write (the rules are ~150 KB) blocked for ever (Python 3.11). A single
-        # process removes the file once it has read it, so a supportd killed mid-pass leaves none behind.
-        handle, self.reader_file = tempfile.mkstemp(prefix="supportd-reader-", suffix=".pickle")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                pickle.dump(reader, file, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:
-            os.unlink(self.reader_file)
-            raise
+        self.reader_file = _ReaderFile(reader)
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-            initargs=(self.reader_file, processes == 1))
+            initargs=(self.reader_file,))
         self.handed: dict[int, Future[list[tuple[int, Outcome | None]]]] = {}
         self.sizes: dict[Future[Any], int] = {}
         self.started = False  # a first answer came back (until then the process may still be starting)
@@ -245,7 +270,6 @@ class ReadAhead:
             for process in list(processes.values()):
                 process.kill()
         pool.shutdown(wait=True, cancel_futures=True)
-        with contextlib.suppress(OSError):
-            os.unlink(self.reader_file)
+        self.reader_file.close()
         self.handed.clear()
         self.sizes.clear()

@@ -214,7 +214,7 @@ def test_a_read_ahead_that_cannot_start_leaves_every_message_read_here(
     def no_room(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(supportd.service.readahead.tempfile, "mkstemp", no_room)
+    monkeypatch.setattr(supportd.service.readahead.tempfile, "TemporaryFile", no_room)
     world.write_config(limits={"batch_size": 3})
     for n in range(9):
         world.deliver(mail("Where is my order?", sender=f"c{n}@example.org", subject=f"Order {n}"))
