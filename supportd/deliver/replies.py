@@ -77,7 +77,10 @@ def _fits_one_line(name: str, value: str) -> bool:
 # Outgoing mail's policy: compat32's output, faster (see _Compat32OneLine).
 OUTGOING_POLICY = _Compat32OneLine()
 # A reply to a non-ASCII address carries it in UTF-8 (RFC 6532); compat32 would RFC 2047-encode it.
-UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n")
+# Lines up to RFC 5322's hard limit of 998: at the default 78, this policy writes any longer word as
+# encoded words, which turned a long In-Reply-To / References Message-ID into "=?utf-8?q?=3C...",
+# an ID no mail client threads by, and a display name's long word into a header with an empty line.
+UTF8_HEADERS = email.policy.SMTPUTF8.clone(linesep="\n", max_line_length=998)
 PHRASES_TO_AVOID = ("yes, but", "yes but", "i don't know", "i do not know", "i dont know", "beats me",
                     "i'm busy", "i am busy", "im busy", "no idea", "not my problem", "can't help you",
                     "cannot help you")

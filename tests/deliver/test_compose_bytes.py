@@ -166,3 +166,22 @@ def test_the_date_header_is_the_moment_in_the_shops_zone(when: dt.datetime) -> N
                       subject="Hi", rendered=Rendered("Hi\n", None), message_id="<sd.ack.1@shop.example>",
                       date=local)
         assert f"\nDate: {email.utils.format_datetime(local)}\n".encode() in email_bytes(draft)
+
+
+def test_reply_to_a_non_ascii_address_keeps_the_thread_ids_as_they_are() -> None:
+    """A reply to jörg@ answering long Gmail Message-IDs carries them unencoded, so his mail client threads it."""
+    in_reply_to = "<" + "a" * 70 + "@mail.gmail.com>"
+    references = tuple(f"<CAB{n}{'x' * 60}@mail.gmail.com>" for n in range(3))
+    draft = Draft(sender=Address("Shop", "support@shop.example"), to=Address("Jörg " + "Ü" * 90, "jörg@example.de"),
+                  subject="Re: Bestellung", rendered=Rendered("Hallo", None), message_id="<x@shop.example>",
+                  date=dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC),
+                  answering=Answering(in_reply_to=in_reply_to, references=references))
+    raw = email_bytes(draft)
+    head = raw.split(b"\n\n", 1)[0]
+    as_written = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert "=?" not in as_written["In-Reply-To"] and "=?" not in as_written["References"]
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(parsed["In-Reply-To"]).strip() == in_reply_to
+    assert str(parsed["References"]).split() == list(references)
+    assert "<jörg@example.de>".encode() in head  # the address itself in UTF-8 (RFC 6532)
+    assert all(line.strip() for line in head.split(b"\n")), "no empty line inside the header block"
