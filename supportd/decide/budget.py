@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 
+REPEAT_SECONDS = 0.05
+
 
 class DecisionTimeout(Exception):
     """The decision for one message took longer than ``limits.decision_seconds``."""
@@ -40,7 +42,9 @@ def decision_budget(seconds: float) -> Iterator[None]:
         raise DecisionTimeout(seconds)
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Re-armed every REPEAT_SECONDS after the limit: a raise that lands in a finalizer or a gc
+    # callback is printed as "Exception ignored" and dropped by Python; the next one gets through.
+    signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_SECONDS)
     try:
         yield
     finally:

@@ -28,6 +28,23 @@ def test_the_budget_interrupts_a_runaway_pattern() -> None:
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped first alarm
+def test_the_budget_still_interrupts_when_its_first_alarm_lands_in_a_finalizer() -> None:
+    """A time-out raised while Python runs a __del__ is dropped by Python; the budget raises again."""
+
+    class SlowToFinalize:
+        def __del__(self) -> None:
+            ends = time.monotonic() + 0.3  # the 0.1 s alarm goes off in here, and is dropped
+            while time.monotonic() < ends:
+                pass
+
+    ends = time.monotonic() + 5.0  # bounded: without a second alarm the block just runs out
+    with pytest.raises(DecisionTimeout), decision_budget(0.1):
+        SlowToFinalize()
+        while time.monotonic() < ends:
+            pass
+
+
 def test_long_whitespace_runs_are_tamed_but_paragraphs_kept() -> None:
     """40,000 spaces become one; a long run with two line breaks stays a paragraph break."""
     assert tame("about my order" + " " * 40_000 + "77120") == "about my order 77120"
