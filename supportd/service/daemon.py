@@ -33,7 +33,6 @@ from supportd.act import changes
 from supportd.base.clock import Clock, SystemClock, iso, parse_iso
 from supportd.base.config import Config, load_config
 from supportd.base.errors import InvalidFiles, StateError
-from supportd.decide.rules import rule_file_stamps
 from supportd.deliver import outbox
 from supportd.deliver.mailer import Mailer
 from supportd.intake.inbox import RECONNECT_ERRORS, LoginRefused, Mailbox
@@ -41,7 +40,7 @@ from supportd.intake.msgids import load_secret
 from supportd.owner import alerts as owner
 from supportd.service import sdnotify
 from supportd.service.context import Context
-from supportd.service.ownerfiles import load_rules_and_replies
+from supportd.service.ownerfiles import load_rules_and_replies, owner_file_stamps
 from supportd.service.pipeline import PassReport, Pipeline
 from supportd.service.scheduler import Jobs
 from supportd.state import writer
@@ -112,7 +111,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.reload_asked = False
         self.jobs_started = False
-        self.rule_stamps = rule_file_stamps(config.rules_dir)
+        self.file_stamps = owner_file_stamps(config)
         self.backoff = Backoff()
         self.watchdog_every = sdnotify.watchdog_interval()
         self.last_watchdog = 0.0
@@ -313,7 +312,7 @@ class Daemon:
         self._feed_watchdog()
         if self.stopping.is_set() or self.reload_asked or writer.waiting_requests(self.config.state_dir):
             return False
-        if rule_file_stamps(self.config.rules_dir) != self.rule_stamps:
+        if owner_file_stamps(self.config) != self.file_stamps:
             self.reload_asked = True
             return False
         return True
@@ -342,7 +341,7 @@ class Daemon:
         if not self.reload_asked:
             return
         self.reload_asked = False
-        self.rule_stamps = rule_file_stamps(self.config.rules_dir)
+        self.file_stamps = owner_file_stamps(self.config)
         sdnotify.reloading()
         try:
             config = load_config(self.config.source) if self.config.source else self.config

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from supportd.base.config import Config
 from supportd.base.errors import InvalidFiles
-from supportd.decide.rules import RuleSet, load_rules
-from supportd.deliver.replies import Replies
+from supportd.decide.rules import RuleSet, load_rules, rule_file_stamps
+from supportd.deliver.replies import Replies, reply_file_stamps
 
 
 def load_rules_and_replies(config: Config) -> tuple[RuleSet, Replies]:
@@ -26,3 +26,8 @@ def load_rules_and_replies(config: Config) -> tuple[RuleSet, Replies]:
     # the FAQ's answers are our words too: pasted back in a reply, they are not the customer's
     replies.more_of_our_text = [entry.answer for entry in rules.faq.entries if entry.answer]
     return rules, replies
+
+
+def owner_file_stamps(config: Config) -> tuple[dict[str, float], dict[str, float]]:
+    """When each rule file and reply template was last changed: the daemon reloads (checked) on an edit."""
+    return rule_file_stamps(config.rules_dir), reply_file_stamps(config.replies_dir)

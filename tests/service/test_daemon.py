@@ -103,6 +103,36 @@ def test_sighup_reloads_rules_and_a_broken_file_keeps_the_last_good_rules(world:
     assert len(owner_alerts) == 1 and "rule files" in str(owner_alerts[0]["Subject"])
 
 
+def test_an_edited_reply_is_checked_then_used_and_a_broken_one_keeps_the_last_good(world: World) -> None:
+    """An owner's edit of a reply template reaches the running daemon without a signal; a broken edit is
+    refused with its file and line, customers still get the last good text, and the owner is told."""
+    import shutil
+
+    replies = world.root / "replies"
+    shutil.copytree(world.replies_dir, replies)
+    world.replies_dir = replies
+    process = start_daemon(world)
+    try:
+        other = replies / "other.txt"
+        other.write_text(other.read_text().replace("Your message has arrived", "Your message reached us"))
+        wait_for_log(world, "reloaded")
+        world.deliver(mail("A question about gift wrapping", sender="p@example.org", subject="Wrapping"))
+        world.sink.wait_for(1, timeout=WAIT)
+        other.write_text(other.read_text().replace("{{ shop }}", "{{ shop "))
+        wait_for_log(world, "still using the last good ones")
+        world.deliver(mail("Another question about wrapping", sender="q@example.org", subject="Wrapping again"))
+        world.sink.wait_for(3, timeout=WAIT)  # the owner's alert, and the customer's reply
+    finally:
+        stop(process)
+    [first] = world.sent_to("p@example.org")
+    [second] = world.sent_to("q@example.org")
+    assert "Your message reached us" in first.get_body(("plain",)).get_content()
+    assert "Your message reached us" in second.get_body(("plain",)).get_content()
+    log = (world.root / "daemon.log").read_text()
+    assert "replies/other.txt:4: template syntax" in log, log
+    assert len(world.sent_to("owner@shop.example")) == 1
+
+
 def test_backoff_grows_with_jitter_up_to_a_cap() -> None:
     """Reconnect waits double each time (1 s, 2 s, 4 s ...) with up to 30% jitter, and never exceed 2.6 min."""
     from supportd.service.daemon import MAX_BACKOFF, Backoff
