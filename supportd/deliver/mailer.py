@@ -25,6 +25,7 @@ password file is picked up by the next try without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -44,6 +45,7 @@ from supportd.deliver.envelope import Result as Result
 from supportd.service import faults
 
 log = logging.getLogger(__name__)
+PUMP_STEPS = 4
 LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
 LEADING_DOT = re.compile(rb"(?m)^\.")
 # An address as aiosmtplib's quote_address leaves it, in angle brackets: a dot-atom local part and domain
@@ -104,8 +106,10 @@ class Mailer:
         self.clients: list[aiosmtplib.SMTP] = []
         self.last_ok: float | None = None  # time.time() of the last reply the server took
         self.login_error = ""  # why the server refused our login; "" once a login works again
+        self.job: asyncio.Task[list[Result]] | None = None  # the send in flight (see ``start``)
 
     def close(self) -> None:
+        self.abandon()
         for client in self.clients:
             if client.is_connected:
                 try:
@@ -117,11 +121,58 @@ class Mailer:
 
     def send(self, envelopes: Sequence[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
         """Send ``envelopes``, calling ``commit(ids)`` after staging and before the final dots."""
+        self.start(envelopes, commit)
+        return self.finish()
+
+    def start(self, envelopes: Sequence[Envelope], commit: Callable[[list[str]], None]) -> None:
+        """Begin sending ``envelopes``; the conversation moves on in ``pump`` and ``finish``.
+
+        This lets a backlog's replies go out while the next batch is decided, in this one thread:
+        the SMTP round trips are waited for between decisions instead of after them (they were a
+        fifth of a backlog's time). ``commit`` runs inside ``pump`` or ``finish``, so the caller
+        pumps only where its state is whole (between two messages), as it is wherever it commits.
+        """
+        if self.job is not None:
+            raise RuntimeError("a send is already in flight")
+        self.job = self.loop.create_task(self._send_all(list(envelopes), commit))
+
+    def pump(self) -> None:
+        """Let the send in flight take what the server has answered, without waiting for more."""
+        job = self.job
+        for _ in range(PUMP_STEPS):  # a reply, the task it wakes, the next command: a few loop turns
+            if job is None or job.done():
+                return
+            self.loop.call_soon(self.loop.stop)
+            self.loop.run_forever()
+
+    def finish(self) -> list[Result]:
+        """Wait for the send in flight; its results (none when nothing was in flight). Raises its error."""
+        job, self.job = self.job, None
+        if job is None:
+            return []
+        return self.loop.run_until_complete(job)
+
+    def abandon(self) -> None:
+        """The caller failed with a send in flight: stop it. A staged reply's connection is closed
+        before its dot (the server discards it: still queued); one whose dot went out after its
+        commit stays ``committing`` and counts as sent, as after a crash."""
+        job, self.job = self.job, None
+        if job is None:
+            return
+        if not job.done():
+            job.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(job)
+            for client in self.clients:
+                client.close()
+        elif not job.cancelled():
+            job.exception()  # the caller's own error is the one to report
+
+    async def _send_all(self, envelopes: list[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
         results: list[Result] = []
         width = self.config.connections
         for start in range(0, len(envelopes), width):
-            round_ = list(envelopes[start : start + width])
-            results.extend(self.loop.run_until_complete(self._round(round_, commit)))
+            results.extend(await self._round(envelopes[start : start + width], commit))
         self._note_health(results)
         return results
 

@@ -148,8 +148,15 @@ def due_entries(ctx: Context, for_keys: set[str] | None = None) -> list[Doc]:
 
 def send(ctx: Context, mailer: Mailer, entries: list[Doc]) -> list[Result]:
     """Send ``entries`` with the staged commit (see ``supportd.deliver.mailer``); record each outcome."""
+    start_sending(ctx, mailer, entries)
+    return finish_sending(ctx, mailer)
+
+
+def start_sending(ctx: Context, mailer: Mailer, entries: list[Doc]) -> None:
+    """Begin sending ``entries``: the mailer commits their ``committing`` state between its rounds, inside
+    ``mailer.pump()`` (the caller pumps only where the ledger is whole) or ``finish_sending``."""
     if not entries:
-        return []
+        return
     envelopes = [Envelope(e["id"], ctx.config.shop.support_address, e["to"], e["raw"].encode("utf-8"))
                  for e in entries]
 
@@ -159,7 +166,14 @@ def send(ctx: Context, mailer: Mailer, entries: list[Doc]) -> list[Result]:
             ctx.ledger.patch("outbox", "id", message_id, state=COMMITTING)
         ctx.ledger.commit()
 
-    results = mailer.send(envelopes, commit)
+    mailer.start(envelopes, commit)
+
+
+def finish_sending(ctx: Context, mailer: Mailer) -> list[Result]:
+    """Wait for the send in flight and record each outcome (nothing when none was in flight)."""
+    if mailer.job is None:
+        return []
+    results = mailer.finish()
     faults.point("answered")
     for result in results:
         record_result(ctx, result)

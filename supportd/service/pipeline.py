@@ -130,10 +130,15 @@ class Pipeline:
                         finished = False
                         break
                     following = batches[number] if ahead is not None and number < len(batches) else []
-                    self._handle_batch(batch, report, ahead, following)
-                    self._send_due(report)  # each batch goes all the way, so the hot state stays small
+                    self._handle_batch(batch, report, ahead, following)  # the last batch's replies go out meanwhile
+                    self._settle_sending(report)
+                    self._start_sending()  # each batch goes all the way, one behind: the hot state stays small
                     self._finish(copy_meanwhile=number < len(batches))
+                self._settle_sending(report)
                 self._finish()  # the last copies in flight, if a stop came between batches
+            except BaseException:
+                self.mailer.abandon()
+                raise
             finally:
                 if ahead is not None:
                     ahead.close()
@@ -261,6 +266,7 @@ class Pipeline:
                 self._forget_vanished(record)
                 continue
             decided = self._decide(record, source, report)
+            self.mailer.pump()  # the replies in flight move on: the ledger is whole between two messages
             if decided is None:
                 too_slow.append(record)
             elif not decided:
@@ -404,11 +410,18 @@ class Pipeline:
         self.ledger.commit()
 
     def _send_due(self, report: PassReport) -> None:
+        self._start_sending()
+        self._settle_sending(report)
+
+    def _start_sending(self) -> None:
+        """Begin sending the replies due; they go out while the pipeline goes on (``mailer.pump``)."""
         entries = outbox.due_entries(self.ctx)
         log.debug("%d replies due to send", len(entries))
-        if entries:
-            results = outbox.send(self.ctx, self.mailer, entries)
-            report.sent += sum(1 for r in results if r.status == SENT)
+        outbox.start_sending(self.ctx, self.mailer, entries)
+
+    def _settle_sending(self, report: PassReport) -> None:
+        results = outbox.finish_sending(self.ctx, self.mailer)
+        report.sent += sum(1 for r in results if r.status == SENT)
 
     def _finish(self, copy_meanwhile: bool = False) -> None:
         """Copy sent replies to Sent, mark finished messages on the server, move both to the history.

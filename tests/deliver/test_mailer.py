@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -118,6 +119,50 @@ def test_rounds_use_parallel_connections_and_one_commit_each(sink: SmtpSink) -> 
     assert [len(ids) for ids in commits] == [4, 4, 1]
     assert all(r.status == SENT for r in results)
     assert len(sink.wait_for(9, timeout=5)) == 9
+
+
+def test_a_send_goes_on_while_the_caller_works_and_pumps(sink: SmtpSink) -> None:
+    """Started, a send advances each time the caller pumps (its commits run there): all nine replies
+    are delivered before the caller waits for it, and ``finish`` then only collects the results."""
+    mailer = mailer_for(sink, connections=4)
+    commits: list[list[str]] = []
+    mailer.start([envelope(n) for n in range(9)], commits.append)
+    for _ in range(5000):  # bounded: the caller's work between two pumps is a short sleep here
+        if len(sink.messages) == 9 and mailer.job is not None and mailer.job.done():
+            break
+        mailer.pump()
+        time.sleep(0.001)
+    delivered_before_finish = len(sink.messages)
+    results = mailer.finish()
+    mailer.close()
+    assert delivered_before_finish == 9
+    assert [len(ids) for ids in commits] == [4, 4, 1]
+    assert [r.status for r in results] == [SENT] * 9
+
+
+def test_a_send_abandoned_in_flight_loses_nothing_and_sends_nothing_twice(sink: SmtpSink) -> None:
+    """The caller fails after the first round's commit: that round was released (it counts as sent and
+    arrives), the rest was never committed (the server drops what was staged); sending the rest again
+    delivers each reply exactly once, on the same mailer."""
+    mailer = mailer_for(sink, connections=4)
+    commits: list[list[str]] = []
+    mailer.start([envelope(n) for n in range(9)], commits.append)
+    for _ in range(5000):
+        if commits:
+            break
+        mailer.pump()
+        time.sleep(0.001)
+    mailer.abandon()
+    committed = {i for ids in commits for i in ids}
+    assert len(committed) == 4
+    rest = [envelope(n) for n in range(9) if envelope(n).id not in committed]
+    results = mailer.send(rest, lambda ids: None)
+    mailer.close()
+    assert [r.status for r in results] == [SENT] * 5
+    subjects = sorted(str(m.message()["Subject"]) for m in sink.wait_for(9, timeout=5))
+    time.sleep(0.3)  # anything sent twice would arrive meanwhile
+    assert len(sink.messages) == 9
+    assert subjects == sorted(f"n{n}" for n in range(9))
 
 
 def test_temporary_and_permanent_refusals_are_told_apart_by_code(sink: SmtpSink) -> None:

@@ -145,3 +145,31 @@ NINE = dt.datetime(2026, 3, 3, 9, tzinfo=BERLIN)
 def test_wait_before_pickup_counts_only_what_supportd_could_have_answered(
         arrived: dt.datetime | None, look_before: dt.datetime | None, waited: float) -> None:
     assert waited_before_pickup(NINE, arrived, look_before) == waited
+
+
+def test_a_lost_connection_while_replies_are_in_flight_loses_none_and_sends_none_twice(
+        world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A batch's replies go out while the next batch is read; when IMAP drops then, the pass fails, and the
+    next pass answers everyone who was not answered yet, each customer exactly once."""
+    from supportd.intake.inbox import ConnectionLost, Mailbox
+
+    world.sections["limits"] = {"batch_size": 4, "read_ahead_processes": 0}
+    senders = [f"lost{n}@example.org" for n in range(10)]
+    for sender in senders:
+        world.deliver(mail(f"Where is my parcel, {sender}?", sender=sender, subject="Parcel"))
+    real_stored = Mailbox.stored
+    calls = []
+
+    def stored_then_lost(self, uids):  # type: ignore[no-untyped-def]
+        calls.append(len(uids))
+        if len(calls) == 2:
+            raise ConnectionLost("the IMAP server went away")
+        return real_stored(self, uids)
+
+    monkeypatch.setattr(Mailbox, "stored", stored_then_lost)
+    with pytest.raises(ConnectionLost):
+        world.once()
+    monkeypatch.setattr(Mailbox, "stored", real_stored)
+    world.once()
+    world.once()
+    assert sorted(r for m in world.sink.messages for r in m.rcpt_tos) == sorted(senders)
