@@ -4,15 +4,17 @@ monthly history files.
 Why it is built this way (measured):
 
 * TinyDB (which supportd used first) rewrote its file in place; a kill during a write corrupted 6
-  of 400 files. ``atomic_write`` writes a whole new file on ``commit()``: temp file, fsync, rename,
-  fsync of the folder. A kill at any moment leaves either the old or the new state. The previous
-  generation is kept as ``state.json.prev`` so a damaged file can be recovered by hand. The format
-  stays TinyDB's: ``{table: {doc id: document}}``.
-* Every commit serialises ``state.json``; orjson does that 16 times faster than the standard
+  of 400 files. ``atomic_write`` writes a whole new file: temp file, fsync, rename, fsync of the
+  folder. A kill at any moment leaves either the old or the new state. The previous generation is
+  kept as ``state.json.prev`` so a damaged file can be recovered by hand. The format stays TinyDB's:
+  ``{table: {doc id: document}}``.
+* Most commits change a few rows, so a commit is a line of row changes appended to
+  ``state.json.journal`` (fdatasync), and ``state.json`` is written whole only now and then
+  (``AtomicStorage`` says when, and how a kill mid-line is told from damage). On a 3,000-mail
+  backlog: 40 whole writes instead of 730 of 440 KB on average.
+* A snapshot serialises ``state.json``; orjson does that 16 times faster than the standard
   library (0.43 ms against 6.85 ms for 2,000 open tickets, measured), which is why it is used. A
-  table that did not change since the last commit is not serialised again: its JSON is kept
-  (``AtomicStorage``), so the commit of an SMTP round, which changes only the outbox, costs 0.08 ms
-  of serialising instead of 0.74 ms (a backlog's state of 438 KB).
+  table that did not change since the last snapshot is not serialised again: its JSON is kept.
 * Writes by key go straight to the table's dictionary through an in-memory index (O(1)). The hot
   ledger holds only what is in flight (messages being handled, the outbox, pending confirmations,
   open tickets, today's counters), so the cost of one message does not grow with months of
@@ -63,6 +65,9 @@ TICKETS_BASE = "tickets.{}.jsonl"
 # once in FOLD_AT ticket changes. SUPPORTD_FOLD_TICKETS lowers it for the fault-injection tests.
 FOLD_AT = int(os.environ.get("SUPPORTD_FOLD_TICKETS", "256"))
 SCHEMA_VERSION = 1
+# The journal is folded into a new state.json once it is as large as that was, or this (a snapshot then
+# costs about as much as the lines it replaces, and reading the state back stays O(its size)).
+JOURNAL_MIN_BYTES = 256 * 1024
 FINGERPRINT_DAYS = 62
 CLOSED_TICKET_DAYS = 90
 # Each table's key, indexed in memory.
@@ -71,6 +76,13 @@ KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "nu
 TABLES = tuple(KEY_FIELDS)
 
 Doc = dict[str, Any]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def atomic_write(path: Path, data: bytes | Iterable[bytes], keep_previous: bool = False) -> None:
@@ -230,13 +242,27 @@ class TicketIndex:
         return len(self.added) > max(4096, self.size)
 
 
-class AtomicStorage:
-    """The hot state in memory; it reaches the disk only on ``flush``, atomically.
+def journal_path(state_path: Path) -> Path:
+    return state_path.with_name(f"{state_path.name}.journal")
 
-    Each keyed table's JSON is kept from the last flush and serialised again only once the table
-    changed (``touch``): a commit of an SMTP round changes only the outbox, and serialising the
-    whole state (350 KB in a backlog: the batch's messages, changed tickets, today's senders) for it
-    was half of the round's commit. The file is the same bytes as ``orjson.dumps(data)``.
+
+class AtomicStorage:
+    """The hot state in memory; it reaches the disk on ``flush``: as a line in the journal, or whole.
+
+    Most commits change a few rows: an SMTP round's commit marks eight replies ``committing``, a
+    claim adds fifty messages. Rewriting the whole hot state for each (440 KB on average in a
+    3,000-mail backlog, 12 commits a batch of 50) was a quarter of the daemon's time. So a commit
+    appends its changes, row by row in the order they were made, as one line to
+    ``state.json.journal`` and fdatasyncs it; ``state.json`` is written whole (atomically, as
+    before) only when the journal has grown as large as it, at a ticket fold, and at the first
+    commit after a start (so a line a kill cut short is never followed by another). A snapshot
+    names its journal by a new random id; lines carry it, so lines left from before a snapshot (a
+    kill between the rename and the journal's truncation) are skipped on reading. A line without
+    its final newline was never committed (the kill came while it was written) and is ignored; any
+    other line that cannot be read means the file is damaged (``StateError``, as for ``state.json``).
+
+    Each keyed table's JSON is kept from the last snapshot and serialised again only once the table
+    changed (``touch``). The snapshot is the same bytes as ``orjson.dumps(data)``.
     """
 
     def __init__(self, path: Path | None, data: dict[str, Any], base: TicketBase) -> None:
@@ -246,27 +272,77 @@ class AtomicStorage:
         self.dirty = False
         self.changed: set[str] = set()  # keyed tables changed since their JSON was kept
         self.serialised: dict[str, bytes] = {}  # a keyed table's JSON as of the last flush
+        self.ops: list[list[Any]] = []  # the row changes since the last flush, in order: the journal's next line
+        self.journal_bytes = 0
+        self.snapshot_bytes = 0
+        self.snapshot_due = path is not None and (not path.exists() or _file_size(journal_path(path)) > 0)
 
     def touch(self, table: str) -> None:
         """Note a change to ``table`` (written with the next flush)."""
         self.dirty = True
         self.changed.add(table)
 
-    def flush(self) -> bool:
+    def log(self, op: str, table: str, doc_id: str, value: Any = None) -> None:
+        """Note a row change for the journal: ``put`` (the row, as it is at the flush), ``patch`` (the
+        changed fields) or ``del``."""
+        self.ops.append([op, table, doc_id, value])
+        self.touch(table)
+
+    def flush(self, snapshot: bool = False) -> bool:
+        """Make the changes durable; ``snapshot`` writes ``state.json`` whole (and empties the journal)."""
         if not self.dirty:
             return False
         if self.path is not None:
             folded = len(self.data.get("tickets", {})) + len(self.base.removed) > FOLD_AT
-            if folded:
-                self._fold(self.path)
-            if self.base.generation:
-                self.data["tickets_base"] = {"generation": self.base.generation,
-                                             "removed": sorted(self.base.removed, key=int)}
-            atomic_write(self.path, self._json_pieces(), keep_previous=True)
-            if folded:
-                self._drop_bases(self.path, before=self.base.generation - 1)  # G-1: state.json.prev's
+            line = b"" if folded or snapshot or self.snapshot_due else self._journal_line()
+            if line and self.journal_bytes + len(line) <= max(JOURNAL_MIN_BYTES, self.snapshot_bytes):
+                self._append(journal_path(self.path), line)
+            else:
+                self._snapshot(self.path, folded)
+        self.ops.clear()
         self.dirty = False
         return True
+
+    def _journal_line(self) -> bytes:
+        return orjson.dumps({"journal": self.data.get("journal"), "ops": self.ops}) + b"\n"
+
+    def _append(self, path: Path, line: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self.journal_bytes += len(line)
+
+    def _snapshot(self, path: Path, folded: bool) -> None:
+        if folded:
+            self._fold(path)
+        if self.base.generation:
+            self.data["tickets_base"] = {"generation": self.base.generation,
+                                         "removed": sorted(self.base.removed, key=int)}
+        self.data["journal"] = os.urandom(8).hex()  # the lines that follow this snapshot carry it
+        pieces = self._json_pieces()
+        atomic_write(path, pieces, keep_previous=True)
+        if folded:
+            self._drop_bases(path, before=self.base.generation - 1)  # G-1: state.json.prev's
+        self._empty_journal(journal_path(path))
+        self.snapshot_bytes = sum(len(piece) for piece in pieces)
+        self.snapshot_due = False
+
+    def _empty_journal(self, path: Path) -> None:
+        """Truncate the journal, durably, before the next line is appended (its lines name the old snapshot)."""
+        existed = path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not existed:
+            fsync_folder(path.parent)
+        self.journal_bytes = 0
 
     def _json_pieces(self) -> list[bytes]:
         """``orjson.dumps(self.data)`` in pieces, reusing the JSON of each keyed table unchanged since the last
@@ -347,13 +423,56 @@ def read_hot_state(path: Path) -> tuple[dict[str, Any], TicketBase]:
             f"the state file {path} does not hold supportd state. supportd has not changed it. "
             "Check the 'paths: state' setting, or run 'supportd recover'."
         )
-    return data, TicketBase.read(path, data.get("tickets_base"))
+    base = TicketBase.read(path, data.get("tickets_base"))
+    replay_journal(path, data, base)
+    return data, base
+
+
+def replay_journal(state_path: Path, data: dict[str, Any], base: TicketBase) -> None:
+    """Apply the journal's lines written since ``state.json`` (see ``AtomicStorage``) to ``data``."""
+    path = journal_path(state_path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        raise _not_ours(path) from exc
+    except OSError as exc:
+        raise _damaged(state_path, f"its journal cannot be read ({exc})") from exc
+    *lines, _cut_short = raw.split(b"\n")  # after the last newline: a line a kill interrupted, never committed
+    snapshot = data.get("journal")
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = orjson.loads(line)
+            if entry["journal"] == snapshot:
+                _apply_ops(data, base, entry["ops"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise _damaged(state_path, f"line {number} of {path.name} is not readable ({exc})") from exc
+
+
+def _apply_ops(data: dict[str, Any], base: TicketBase, ops: list[list[Any]]) -> None:
+    """Redo the row changes of one journal line, as ``Ledger.put``, ``patch`` and ``remove`` made them."""
+    for op, table, doc_id, value in ops:
+        rows = data.setdefault(table, {})
+        if op == "put":
+            rows[doc_id] = value
+        elif op == "patch":
+            if doc_id not in rows:  # a ticket of the base file: changed, it moved to state.json
+                rows[doc_id] = base.doc(doc_id)
+            rows[doc_id].update(value)
+        elif op == "del":
+            rows.pop(doc_id, None)
+            if table == "tickets" and doc_id in base.rows:
+                base.removed.add(doc_id)
+        else:
+            raise ValueError(f"unknown change {op!r}")
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
     """The whole state as one dictionary (every open ticket in ``tickets``), or ``StateError``."""
     data, base = read_hot_state(path)
     data.pop("tickets_base", None)
+    data.pop("journal", None)
     if base.rows:
         overlay = data.get("tickets", {})
         tickets = {i: base.doc(i) for i in base.rows if base.live(i) and i not in overlay}
@@ -459,7 +578,7 @@ class Ledger:
         self.history = History(state_dir / "history" if state_dir else None)
         self._lock_fd: int | None = None
         self._lock_depth = 0
-        self._file_id: tuple[int, int, int] | None = None
+        self._file_id: tuple[int, int, int, int] | None = None
         self._fingerprints: set[str] | None = None
         self._closed_tickets: dict[int, Doc] | None = None
         self._ticket_index: TicketIndex | None = None
@@ -502,16 +621,16 @@ class Ledger:
         meta = self.storage.data["meta"]
         if "1" not in meta:
             meta["1"] = {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())}
-            self.storage.touch("meta")
+            self.storage.log("put", "meta", "1", meta["1"])
 
-    def _current_file_id(self) -> tuple[int, int, int] | None:
+    def _current_file_id(self) -> tuple[int, int, int, int] | None:
         if self.path is None:
             return None
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size, _file_size(journal_path(self.path)))
 
     @contextlib.contextmanager
     def locked(self, timeout: float = 60.0) -> Iterator[Ledger]:
@@ -576,6 +695,9 @@ class Ledger:
         if self.path is None or not self.path.exists():
             return
         try:
+            self.storage.dirty = True
+            self.storage.flush(snapshot=True)  # state.json itself, not only the journal, without the secret
+            self._file_id = self._current_file_id()
             atomic_write(self.path.with_name(f"{self.path.name}.prev"), self.path.read_bytes())
         except OSError as exc:
             raise StateError(f"cannot write the state in {self.state_dir}: {exc.strerror}") from exc
@@ -640,8 +762,8 @@ class Ledger:
             doc_id = self.next_doc_id[table]
             self.next_doc_id[table] += 1
             self.doc_ids[table][key] = doc_id
-        self._rows(table)[str(doc_id)] = dict(doc)
-        self.storage.touch(table)
+        row = self._rows(table)[str(doc_id)] = dict(doc)
+        self.storage.log("put", table, str(doc_id), row)
         if table == "tickets":
             self._index_ticket(doc)
 
@@ -654,7 +776,7 @@ class Ledger:
         if str(doc_id) not in rows:  # a ticket in the base file: changed, it moves to state.json
             rows[str(doc_id)] = self.storage.base.doc(str(doc_id))
         rows[str(doc_id)].update(changes)
-        self.storage.touch(table)
+        self.storage.log("patch", table, str(doc_id), changes)
         if table == "tickets" and not changes.keys().isdisjoint(TicketIndex.FIELDS):
             self._index_ticket(rows[str(doc_id)])
 
@@ -667,7 +789,7 @@ class Ledger:
                 rows.pop(str(doc_id), None)
                 if table == "tickets" and str(doc_id) in self.storage.base.rows:
                     self.storage.base.removed.add(str(doc_id))
-                self.storage.touch(table)
+                self.storage.log("del", table, str(doc_id))
 
     def _rows(self, table: str) -> dict[str, Doc]:
         """The table as ``state.json`` stores it ({doc id: document}); for tickets, those changed since the fold."""
@@ -686,7 +808,7 @@ class Ledger:
         meta = self.storage.data["meta"]["1"]
         if meta.get(key) != value:
             meta[key] = value
-            self.storage.touch("meta")
+            self.storage.log("put", "meta", "1", meta)
 
     def next_number(self, counter: str, start: int) -> int:
         """A number never handed out before (ticket numbers)."""

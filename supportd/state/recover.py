@@ -1,8 +1,9 @@
 """``supportd recover``: after the state file was damaged, carry on without losing or repeating mail.
 
 supportd never replaces a damaged state file by itself. This command, run by the owner, keeps the
-damaged file aside (``state.json.damaged-TIME``), restores the previous good copy
-(``state.json.prev``, at most one step older), or starts empty when there is none. The mailbox
+damaged file aside (``state.json.damaged-TIME``, its journal with it), restores the previous good copy
+(``state.json.prev``: the state as of the snapshot before, see ``AtomicStorage``), or starts empty when
+there is none. The mailbox
 itself then says what was finished: handled mail carries the keyword and is not looked at again;
 a reply already in the Sent folder is recognised by its Message-ID and not sent again.
 """
@@ -17,7 +18,7 @@ import shutil
 from supportd.base.clock import SystemClock, iso
 from supportd.base.config import Config
 from supportd.base.errors import StateError
-from supportd.state.ledger import SCHEMA_VERSION, STATE_FILE, NotOurs, atomic_write, read_state_file
+from supportd.state.ledger import SCHEMA_VERSION, STATE_FILE, NotOurs, atomic_write, journal_path, read_state_file
 
 
 def recover_state(config: Config) -> int:
@@ -43,8 +44,12 @@ def recover_state(config: Config) -> int:
         data = {}
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = state.with_name(f"{STATE_FILE}.damaged-{stamp}")
-    shutil.move(str(state), kept)
-    print(f"kept the damaged file as {kept}")
+    if state.exists():
+        shutil.move(str(state), kept)
+        print(f"kept the damaged file as {kept}")
+    journal = journal_path(state)
+    if journal.exists():  # its lines belong to the damaged file (and may be what is damaged)
+        shutil.move(str(journal), f"{kept}.journal")
     if data:
         print(f"restored the previous good copy ({previous.name})")
     else:

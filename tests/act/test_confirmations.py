@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from supportd.base.clock import FakeClock
+from supportd.state.ledger import read_state_file
 
 from conftest import OWNER, REPO, World, mail
 
@@ -96,7 +97,7 @@ def history(world: World) -> list[dict[str, Any]]:
 
 
 def pending_state(world: World) -> list[dict[str, Any]]:
-    state = json.loads((world.root / "state" / "state.json").read_text())
+    state = read_state_file(world.root / "state" / "state.json")
     return list(state.get("pending", {}).values())
 
 
@@ -361,7 +362,7 @@ def test_without_a_hook_the_owner_does_it_by_hand(world: World) -> None:
         assert fact in text
     [told] = to_customer(sent)
     assert "We will cancel order 77120 by" in told.get_content()
-    state = json.loads((world.root / "state" / "state.json").read_text())
+    state = read_state_file(world.root / "state" / "state.json")
     [ticket] = state["tickets"].values()
     assert ticket["state"] == "open" and ticket["due"]
 
@@ -374,7 +375,7 @@ def test_unsubscribe_inside_a_defect_report_leaves_the_defect_ticket_open(world:
                        subject="Broken mug")
     reply_and_run(world, clock, confirmation, "Yes.")
     assert len(hook_calls(calls)) == 1
-    state = json.loads((world.root / "state" / "state.json").read_text())
+    state = read_state_file(world.root / "state" / "state.json")
     [ticket] = state["tickets"].values()
     assert ticket["intent"] == "defect" and ticket["state"] == "open"
 
@@ -478,6 +479,6 @@ def test_no_after_it_was_done_reaches_a_person(world: World) -> None:
     confirmation = ask(world, clock)
     reply_and_run(world, clock, confirmation, "Yes, cancel it.")
     reply_and_run(world, clock, confirmation, "No, wait, I did not mean it!")
-    state = json.loads((world.root / "state" / "state.json").read_text())
+    state = read_state_file(world.root / "state" / "state.json")
     [ticket] = state["tickets"].values()
     assert ticket["state"] == "open" and ticket["due"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import logging
 
 import pytest
@@ -19,6 +18,7 @@ from supportd.base.clock import FakeClock
 from supportd.decide.explicit import NO, UNCLEAR, YES, Language, confirmation_answer
 from supportd.decide.rules import load_rules
 from supportd.service import cli
+from supportd.state.ledger import read_state_file
 
 from act.test_confirmations import START, answer, ask, hook_calls, reply_and_run, to_customer, token_of, with_hook
 from conftest import REPO, World, mail
@@ -100,10 +100,11 @@ def test_token_is_stored_only_as_its_sha256(world: World, caplog: pytest.LogCapt
     with_hook(world)
     confirmation = ask(world, FakeClock(START))
     token = token_of(confirmation)
-    state_text = (world.root / "state" / "state.json").read_text()
-    assert token not in state_text
-    assert token not in (world.root / "state" / "state.json.prev").read_text()  # the previous generation
-    [held] = json.loads(state_text)["pending"].values()
+    state_files = sorted((world.root / "state").glob("state.json*"))  # the state, its journal, the generation before
+    assert {p.name for p in state_files} >= {"state.json", "state.json.journal", "state.json.prev"}
+    for path in state_files:
+        assert token not in path.read_text(), path.name
+    [held] = read_state_file(world.root / "state" / "state.json")["pending"].values()
     assert held["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
     for path in (world.root / "state" / "history").glob("*.jsonl"):
         assert token not in path.read_text()
@@ -118,7 +119,7 @@ def test_an_idempotency_key_is_never_reused(world: World) -> None:
     second = ask(world, clock, "Please cancel my order 88230 as well.", subject="Re: Cancel order [#1001]")
     assert "cancel order 88230" in second.get_content()
     assert token_of(first) != token_of(second)
-    state = json.loads((world.root / "state" / "state.json").read_text())
+    state = read_state_file(world.root / "state" / "state.json")
     keys = [p["idempotency_key"] for p in state["pending"].values()]
     assert len(keys) == 2 and len(set(keys)) == 2
 

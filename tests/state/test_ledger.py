@@ -257,3 +257,95 @@ def test_find_by_one_field_is_find_by_every_field_it_names(tmp_path: Path) -> No
     for value in ("a", "b", None, 0, False, "", "z"):
         every = [row for row in ledger.find("messages") if ledger_module._matches(row, {"fingerprint": value})]
         assert ledger.find("messages", fingerprint=value) == every, value
+
+
+def tables_of(ledger: Ledger) -> dict[str, list[dict[str, object]]]:
+    return {name: ledger.find(name) for name in ledger_module.TABLES}
+
+
+def test_a_commit_of_a_few_rows_is_a_journal_line_and_state_json_stays(tmp_path: Path) -> None:
+    """After the first (whole) write, a commit appends its changes to the journal; state.json is not rewritten,
+    and a fresh process reads state.json and the journal back as the running one holds them."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    for n in range(50):
+        ledger.put("outbox", "id", {"id": f"m{n}", "state": "queued", "raw": "x" * 1000})
+    ledger.commit()
+    snapshot = (tmp_path / "state.json").read_bytes()
+    ledger.patch("outbox", "id", "m3", state="committing")
+    ledger.remove("outbox", "id", ["m4"])
+    ledger.put("tickets", "number", ticket(1001))
+    ledger.commit()
+    assert (tmp_path / "state.json").read_bytes() == snapshot
+    assert 0 < (tmp_path / "state.json.journal").stat().st_size < 1000
+    assert tables_of(Ledger.open(tmp_path, FakeClock(START))) == tables_of(ledger)
+    assert read_state_file(tmp_path / "state.json")["outbox"] == ledger.storage.data["outbox"]
+
+
+def test_a_journal_line_cut_short_by_a_kill_was_never_committed(tmp_path: Path) -> None:
+    """A line without its newline (the kill came while it was written) is ignored; the first commit after the
+    start writes state.json whole and empties the journal, so no line ever follows a cut one."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    ledger.put("outbox", "id", {"id": "m1", "state": "queued"})
+    ledger.commit()
+    ledger.patch("outbox", "id", "m1", state="committing")
+    ledger.commit()
+    with (tmp_path / "state.json.journal").open("ab") as journal:
+        journal.write(b'{"journal":"x","ops":[["patch","outbox","1",{"state":"se')
+    reopened = Ledger.open(tmp_path, FakeClock(START))
+    assert reopened.find("outbox") == [{"id": "m1", "state": "committing"}]
+    reopened.put("outbox", "id", {"id": "m2", "state": "queued"})
+    reopened.commit()
+    assert (tmp_path / "state.json.journal").stat().st_size == 0
+    assert [e["id"] for e in Ledger.open(tmp_path, FakeClock(START)).find("outbox")] == ["m1", "m2"]
+
+
+def test_journal_lines_from_before_a_snapshot_are_skipped(tmp_path: Path) -> None:
+    """Killed between writing state.json whole and emptying the journal: the old lines name the old snapshot
+    and are not applied again to the new one."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    ledger.put("outbox", "id", {"id": "m1", "tries": 0})
+    ledger.commit()
+    ledger.patch("outbox", "id", "m1", tries=1)
+    ledger.commit()
+    old_lines = (tmp_path / "state.json.journal").read_bytes()
+    ledger.remove("outbox", "id", ["m1"])
+    ledger.storage.flush(snapshot=True)
+    (tmp_path / "state.json.journal").write_bytes(old_lines)
+    assert Ledger.open(tmp_path, FakeClock(START)).find("outbox") == []
+
+
+def test_a_damaged_journal_line_is_reported_and_recover_sets_it_aside(tmp_path: Path) -> None:
+    """A complete line that cannot be read is damage, not a kill: supportd stops and says so; `supportd recover`
+    keeps the journal aside with the damaged state and the state opens again."""
+    from supportd.state.recover import recover_state
+
+    ledger = Ledger.open(tmp_path / "state", FakeClock(START))
+    ledger.put("outbox", "id", {"id": "m1"})
+    ledger.commit()
+    ledger.patch("outbox", "id", "m1", tries=1)
+    ledger.commit()
+    journal = tmp_path / "state" / "state.json.journal"
+    journal.write_bytes(b"not json\n" + journal.read_bytes())
+    with pytest.raises(StateError, match=r"line 1 of state.json.journal.*supportd recover"):
+        Ledger.open(tmp_path / "state", FakeClock(START))
+
+    class Config:
+        state_dir = tmp_path / "state"
+
+    assert recover_state(Config()) == 0  # type: ignore[arg-type]
+    assert not journal.exists()
+    assert Ledger.open(tmp_path / "state", FakeClock(START)).meta("recovering") is True
+
+
+def test_the_journal_is_folded_into_state_json_before_it_outgrows_it(tmp_path: Path) -> None:
+    """Hundreds of small commits: the journal never grows past the larger of state.json and its floor, so
+    reading the state back stays proportional to the state."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    largest = 0
+    for n in range(600):
+        ledger.put("outbox", "id", {"id": f"m{n % 40}", "n": n, "raw": "y" * 2000})
+        ledger.commit()
+        largest = max(largest, (tmp_path / "state.json.journal").stat().st_size)
+    floor = max(ledger_module.JOURNAL_MIN_BYTES, (tmp_path / "state.json").stat().st_size)
+    assert 0 < largest <= floor
+    assert tables_of(Ledger.open(tmp_path, FakeClock(START))) == tables_of(ledger)
