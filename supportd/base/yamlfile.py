@@ -8,14 +8,16 @@ key and item, and reports duplicate keys, which PyYAML silently collapses.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from supportd.base.errors import Problem
+
+if TYPE_CHECKING:
+    import yaml
 
 
 class YMap(dict[str, Any]):
@@ -38,11 +40,7 @@ class YList(list[Any]):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-class _Loader(yaml.SafeLoader):
-    duplicate_keys: list[tuple[str, int]]
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YMap:
+def _construct_map(loader: Any, node: yaml.MappingNode) -> YMap:
     result = YMap()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
@@ -58,38 +56,51 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YMap:
     return result
 
 
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> YList:
+def _construct_seq(loader: Any, node: yaml.SequenceNode) -> YList:
     result = YList(loader.construct_object(child, deep=True) for child in node.value)
     result.line = node.start_mark.line + 1
     result.item_lines = [child.start_mark.line + 1 for child in node.value]
     return result
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+@functools.cache
+def _loader() -> Any:
+    """PyYAML's safe loader with the constructors above and our resolvers.
 
-# YAML 1.2 booleans only: YAML 1.1 also reads yes/no/on/off as true/false, so a word list like
-# [yes, no] would silently become [True, False]. Owners write words; only true/false are booleans.
-# Dates stay text too: PyYAML turns 2026-12-24 into a date but crashes on 2026-13-40, where the
-# owner deserves "file:line: not a date"; the config reads dates itself. And no base-60 numbers:
-# YAML 1.1 reads an unquoted 17:00 as 1020, so "close: 17:00" would fail.
-_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int",
-                 "tag:yaml.org,2002:float")
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
+    Made at the first load, not at import: a read-ahead process imports the rules' modules to use
+    rules already loaded, and never needs PyYAML (15 ms of its start).
+    """
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        duplicate_keys: list[tuple[str, int]]
+
+    _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+    _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+    # YAML 1.2 booleans only: YAML 1.1 also reads yes/no/on/off as true/false, so a word list like
+    # [yes, no] would silently become [True, False]. Owners write words; only true/false are booleans.
+    # Dates stay text too: PyYAML turns 2026-12-24 into a date but crashes on 2026-13-40, where the
+    # owner deserves "file:line: not a date"; the config reads dates itself. And no base-60 numbers:
+    # YAML 1.1 reads an unquoted 17:00 as 1020, so "close: 17:00" would fail.
+    dropped_tags = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int",
+                    "tag:yaml.org,2002:float")
+    _Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in dropped_tags]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
+    )
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+        list("-+0123456789."),
+    )
+    return _Loader
 
 
 def load_yaml(path: Path, shown_as: str, problems: list[Problem]) -> Any:
@@ -99,7 +110,9 @@ def load_yaml(path: Path, shown_as: str, problems: list[Problem]) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(shown_as, 1, f"cannot read the file: {exc}"))
         return None
-    loader = _Loader(text)
+    import yaml
+
+    loader = _loader()(text)
     loader.duplicate_keys = []
     try:
         data = loader.get_single_data()

@@ -22,9 +22,10 @@ import logging
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from supportd.base.config import OrdersConfig
+if TYPE_CHECKING:  # not at run time: a read-ahead process (which loads no config) imports this module
+    from supportd.base.config import OrdersConfig
 
 log = logging.getLogger(__name__)
 FIELDS = ("status", "tracking", "carrier", "tracking_url")

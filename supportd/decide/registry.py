@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from supportd.base.config import HookConfig
 from supportd.decide import orders
 
 if TYPE_CHECKING:  # the rule loader imports this module: it must not pull in the daemon's context
+    from supportd.base.config import HookConfig
     from supportd.service.context import Context
     from supportd.state.ledger import Doc
 
