@@ -6,11 +6,13 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import pickle
 import re
 import time
 from email.message import EmailMessage
 
 from supportd.base.clock import FakeClock
+from supportd.service.readahead import _ReaderFile
 from supportd_testing.localmail import MailUser
 
 from conftest import OWNER, SUPPORT, World, mail
@@ -222,3 +224,22 @@ def test_a_read_ahead_that_cannot_start_leaves_every_message_read_here(
         report = world.once(FakeClock(START))
     assert any("cannot start reading ahead" in r.getMessage() for r in caplog.records)
     assert report.handled == report.acknowledged == 9 and len(world.sink.messages) == 9
+
+
+def test_the_patterns_a_read_ahead_process_gets_are_compiled_at_first_use_and_match_the_same() -> None:
+    """The rules' patterns reach a read-ahead process uncompiled; used, they find what the originals
+    find, they compare equal to them, and one sent back (in a reading's FAQ entry) is compiled again."""
+    originals = [re.compile(r"\bwrong\s+(size|colou?r)\b", re.IGNORECASE), re.compile(r"(?!)")]
+    handed = _ReaderFile(originals)  # type: ignore[arg-type]  # any value pickles as a Reader does
+    try:
+        handed.file.seek(0)
+        copies = pickle.loads(handed.file.read())
+    finally:
+        handed.close()
+    assert [c._compiled for c in copies] == [None, None]
+    assert copies == originals
+    text = "It is the WRONG  colour, and the wrong size."
+    assert [m.span() for m in copies[0].finditer(text)] == [m.span() for m in originals[0].finditer(text)]
+    assert copies[0].search(text).group(1) == "colour" and copies[1].search(text) is None
+    back = pickle.loads(pickle.dumps(copies))
+    assert all(isinstance(p, re.Pattern) for p in back) and back == originals
