@@ -26,10 +26,12 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import SENT as SENT_FLAG
+from imapclient.response_parser import parse_fetch_response
 from imapclient.response_types import SearchIds
 
 from supportd.base.config import ImapConfig
 from supportd.deliver.mailer import tls_context
+from supportd.intake import fetched
 
 log = logging.getLogger(__name__)
 FETCH_CHUNK = 100
@@ -152,7 +154,7 @@ class Mailbox:
         """Size and arrival time of each message still there (one small FETCH per chunk)."""
         result: dict[int, Stored] = {}
         for chunk in _chunks(uids, FETCH_CHUNK * 10):
-            for uid, data in self._client().fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]).items():
+            for uid, data in self._fetch(chunk, b"(RFC822.SIZE INTERNALDATE)").items():
                 arrived = data.get(b"INTERNALDATE")
                 result[uid] = Stored(size=int(data.get(b"RFC822.SIZE", 0)),
                                      arrived=arrived if isinstance(arrived, dt.datetime) else None)
@@ -162,11 +164,27 @@ class Mailbox:
         """The raw bytes of each message still there (one FETCH per chunk, nothing marked \\Seen)."""
         result: dict[int, bytes] = {}
         for chunk in _chunks(uids, FETCH_CHUNK):
-            for uid, data in self._client().fetch(chunk, ["BODY.PEEK[]"]).items():
+            for uid, data in self._fetch(chunk, b"(BODY.PEEK[])").items():
                 raw = data.get(b"BODY[]")
                 if isinstance(raw, bytes):
                     result[uid] = raw
         return result
+
+    def _fetch(self, uids: list[int], items: bytes) -> dict[int, dict[bytes, Any]]:
+        """``client.fetch(uids, items)``, its answer read by ``fetched.parse`` (imapclient's own
+        parser only where that declines): the same command, results, errors and time-outs.
+
+        ``_raw_command_untagged`` is imapclient's path for SEARCH, SORT and THREAD: it sends
+        ``UID FETCH``, waits for the tagged answer (imaplib raises on BAD and on a lost
+        connection), raises IMAPClientError unless it is OK, and hands over imaplib's FETCH data.
+        """
+        client = self._client()
+        data = client._raw_command_untagged(b"FETCH", [b",".join(b"%d" % uid for uid in uids), items])
+        parsed = fetched.parse(data)
+        if parsed is None:
+            log.debug("FETCH answer read by imapclient: %.200r", data)
+            parsed = parse_fetch_response(data, client.normalise_times, client.use_uid)
+        return {uid: parsed[uid] for uid in uids if uid in parsed}
 
     # ------------------------------------------------------------ marking
 
