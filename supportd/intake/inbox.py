@@ -97,6 +97,10 @@ class Mailbox:
             )
         except ssl.SSLCertVerificationError as exc:
             raise LoginRefused(_untrusted(server.host, exc)) from exc
+        if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+            # imapclient sets imaplib's debug to 5 for that logger: imaplib then formats every line
+            # it reads, and each message fetched twice (repr of the bytes), for a logger that drops them
+            client._imap.debug = 0
         try:
             if server.tls == "starttls":
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,23 @@ def test_fetch_does_not_mark_mail_read_and_marks_add_a_keyword_only(world: World
     assert box.unhandled_uids() == []
     box.close()
     assert world.flags()[uid] == (b"$SupportdHandled",)
+
+
+def test_imaplib_formats_the_protocol_only_for_a_logger_that_shows_it(world: World,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """imapclient has imaplib format each line it reads (and each fetched message, twice) for the
+    imapclient.imaplib logger: only while that logger shows debug messages (SUPPORTD_DEBUG=protocol)."""
+    uid = world.deliver(mail())
+    box = open_mailbox(world)
+    assert box.client is not None and box.client._imap.debug == 0
+    box.fetch([uid])
+    box.close()
+    assert not [r for r in caplog.records if r.name == "imapclient.imaplib"]
+    with caplog.at_level(logging.DEBUG, logger="imapclient"):
+        box = open_mailbox(world)
+        box.fetch([uid])
+        box.close()
+    assert any("Where is my order?" in r.getMessage() for r in caplog.records if r.name == "imapclient.imaplib")
 
 
 def test_wait_returns_when_mail_arrives(world: World) -> None:
