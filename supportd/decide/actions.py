@@ -709,8 +709,9 @@ def apply_plan(ctx: Context, plan: Plan) -> None:
         state = plan.pending_changes.get("state")
         if state in (pending.REFUSED, pending.EXPIRED):
             ctx.ledger.record("pending", plan.pending_id, outcome=state, ticket=plan.ticket_number)
+    alert_id = next((m.message_id for m in plan.mails if m.kind == "owner"), "")
     for cause, subject_key in plan.escalations:
-        owner.mark_escalated(ctx, cause, subject_key)
+        owner.mark_escalated(ctx, cause, subject_key, mail=alert_id)
         ticket = tickets.lookup(ctx, plan.ticket_number) if plan.ticket_number else None
         if ticket is not None:
             tickets.mark_escalated(ctx, ticket, cause)

@@ -47,11 +47,13 @@ def already_escalated(ctx: Context, cause: str, subject_key: str) -> bool:
     return ctx.ledger.get("escalations", key=f"{cause}:{subject_key}") is not None
 
 
-def mark_escalated(ctx: Context, cause: str, subject_key: str, channel: str = "mail") -> None:
-    """Remember the alert; ``channel`` is how it reaches the owner ("mail", or "mailbox" when SMTP refused us)."""
+def mark_escalated(ctx: Context, cause: str, subject_key: str, channel: str = "mail", mail: str = "") -> None:
+    """Remember the alert; ``channel`` is how it reaches the owner ("mail", or "mailbox" when SMTP refused us);
+    ``mail`` the alert's Message-ID, which the causes one mail names together share (the digest counts mails)."""
     ctx.ledger.put("escalations", "key", {"key": f"{cause}:{subject_key}", "cause": cause,
                                           "at": iso(ctx.now())})
-    ctx.ledger.record("escalation", f"{cause}:{subject_key}", cause=cause, channel=channel)
+    ctx.ledger.record("escalation", f"{cause}:{subject_key}", cause=cause, channel=channel,
+                      **({"mail": mail} if mail else {}))
 
 
 def alert(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: Doc | None = None,
@@ -63,7 +65,7 @@ def alert(ctx: Context, *, cause: str, subject_key: str, details: str, ticket: D
                       customer=customer, customer_name=customer_name)
     if mail is not None:
         queue(ctx, mail)
-        mark_escalated(ctx, cause, subject_key)
+        mark_escalated(ctx, cause, subject_key, mail=mail.message_id)
     return mail
 
 

@@ -123,7 +123,7 @@ class DigestFacts:
     late: list[Doc] = field(default_factory=list)  # tickets answered after their due time
     set_aside: list[Doc] = field(default_factory=list)
     escalations: Counter[str] = field(default_factory=Counter)  # cause -> alerts
-    alert_mails: set[tuple[str, str]] = field(default_factory=set)  # (when, about what): one per mail
+    alert_mails: set[tuple[str, str]] = field(default_factory=set)  # its Message-ID, or (when, about what)
 
     @property
     def alerts(self) -> int:
@@ -310,7 +310,7 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
             facts.expired += 1
     elif kind == "escalation":
         facts.escalations[str(record.get("cause", "?"))] += 1
-        facts.alert_mails.add((str(record.get("at")), str(record.get("id", "")).partition(":")[2]))
+        facts.alert_mails.add(_alert_mail(record))
     elif kind == "reply" and record.get("kind") == "owner" and record.get("state") == FAILED:
         facts.alerts_unsent += 1
     elif kind == "ticket":
@@ -320,6 +320,15 @@ def _count_record(facts: DigestFacts, record: Doc, first_reply: dict[str, str]) 
             facts.set_aside.append(record)
         if record.get("promise") and str(record["id"]) not in facts.promises:
             _count_promise(facts, record)
+
+
+def _alert_mail(record: Doc) -> tuple[str, str]:
+    """Which alert mail an escalation went out in: its Message-ID where recorded. The causes of one mail were
+    recorded a moment apart each (two milliseconds on a busy machine made one alert count as two), so the
+    time is only the fallback, for records written before the ID was."""
+    if record.get("mail"):
+        return ("mail", str(record["mail"]))
+    return (str(record.get("at")), str(record.get("id", "")).partition(":")[2])
 
 
 def _count_promise(facts: DigestFacts, record: Doc) -> None:

@@ -391,3 +391,19 @@ def test_a_broken_page_template_is_named_and_the_digest_still_goes_out(
         assert "your digest template could not be used" in part and f"digest.html:{line}" in part
         assert "1 new request this week" in part  # the facts are all there, from the shipped page
     assert "background:#2a7ae2" in html_of(sent)
+
+
+def test_the_causes_one_alert_mail_names_count_as_one_alert_however_far_apart_they_were_recorded() -> None:
+    """An upset customer writing the third time raises two causes in one alert mail; on a busy machine the two
+    history records are written milliseconds apart, and the digest still counts one alert (it counted two)."""
+    from supportd.owner import digest
+
+    end = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+    facts = digest.DigestFacts(week=digest.Week(end - dt.timedelta(days=7), end, zoneinfo.ZoneInfo("UTC")), now=end)
+    for cause, at in (("upset", "2026-11-30T10:00:00.001+00:00"), ("repeat", "2026-11-30T10:00:00.003+00:00")):
+        digest._count_record(facts, {"type": "escalation", "id": f"{cause}:INBOX:1:7", "at": at, "cause": cause,
+                                     "channel": "mail", "mail": "<sd.owner.7@shop.example>"}, {})
+    digest._count_record(facts, {"type": "escalation", "id": "overdue:1001", "at": "2026-11-30T12:00:00.000+00:00",
+                                 "cause": "overdue", "channel": "mail", "mail": "<sd.owner.8@shop.example>"}, {})
+    assert facts.alerts == 2
+    assert sum(facts.escalations.values()) == 3
