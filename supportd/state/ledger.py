@@ -307,12 +307,20 @@ class AtomicStorage:
         return orjson.dumps({"journal": self.data.get("journal"), "ops": self.ops}) + b"\n"
 
     def _append(self, path: Path, line: bytes) -> None:
+        """Append one line, durably. A write that fails halfway (a full disk) is cut off again, and the next
+        commit writes ``state.json`` whole: a later line must never follow a partial one."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
             view = memoryview(line)
             while view:
                 view = view[os.write(fd, view):]
             os.fdatasync(fd)
+        except OSError:
+            self.snapshot_due = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
         finally:
             os.close(fd)
         self.journal_bytes += len(line)

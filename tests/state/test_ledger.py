@@ -349,3 +349,35 @@ def test_the_journal_is_folded_into_state_json_before_it_outgrows_it(tmp_path: P
     floor = max(ledger_module.JOURNAL_MIN_BYTES, (tmp_path / "state.json").stat().st_size)
     assert 0 < largest <= floor
     assert tables_of(Ledger.open(tmp_path, FakeClock(START))) == tables_of(ledger)
+
+
+def test_a_journal_line_a_full_disk_cut_short_is_removed_and_the_next_commit_is_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills halfway through a line: the commit fails with a clear error, the half line is cut off, and
+    once there is room the next commit writes state.json whole, so the state reads back as committed."""
+    import errno
+
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    ledger.put("outbox", "id", {"id": "m1", "state": "queued"})
+    ledger.commit()
+    ledger.patch("outbox", "id", "m1", state="committing")
+    ledger.commit()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(os, "write", failing)
+        return real_write(fd, bytes(data[: len(data) // 2]))
+
+    def failing(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ledger.patch("outbox", "id", "m1", state="sent")
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(StateError, match="disk full"):
+        ledger.commit()
+    monkeypatch.setattr(os, "write", real_write)
+    assert Ledger.open(tmp_path, FakeClock(START)).find("outbox") == [{"id": "m1", "state": "committing"}]
+    ledger.put("outbox", "id", {"id": "m2", "state": "queued"})
+    ledger.commit()
+    assert [(e["id"], e["state"]) for e in Ledger.open(tmp_path, FakeClock(START)).find("outbox")] == [
+        ("m1", "sent"), ("m2", "queued")]
