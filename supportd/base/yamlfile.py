@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -281,6 +281,18 @@ def walk_files(folder: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     if not folder.is_dir():
         return iter(())
     return iter(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in suffixes))
+
+
+def modification_times(files: Iterable[tuple[str, Path]]) -> dict[str, float]:
+    """Name -> modification time of each file still there: the owner's files, to notice an edit without a
+    SIGHUP."""
+    stamps = {}
+    for name, path in files:
+        try:
+            stamps[name] = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return stamps
 
 
 def shown_path(path: Path, base: Path | None = None) -> str:

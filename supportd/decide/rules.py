@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from supportd.base.errors import InvalidFiles, Problem
-from supportd.base.yamlfile import Section, YList, YMap, load_yaml, shown_path, walk_files
+from supportd.base.yamlfile import Section, YList, YMap, load_yaml, modification_times, shown_path, walk_files
 from supportd.decide import explicit, registry
 from supportd.decide.explicit import Language
 from supportd.decide.faq import DEFAULT_LANGUAGE, FaqEntry, FaqMatch, FaqSet
@@ -831,10 +831,4 @@ def _unknown_keys(section: Section) -> bool:
 
 def rule_file_stamps(folder: Path) -> dict[str, float]:
     """Modification times of the rule files, to notice an edit without a SIGHUP."""
-    stamps = {}
-    for path in walk_files(folder, (".yaml", ".yml")):
-        try:
-            stamps[path.name] = path.stat().st_mtime
-        except FileNotFoundError:
-            continue
-    return stamps
+    return modification_times((path.name, path) for path in walk_files(folder, (".yaml", ".yml")))

@@ -35,7 +35,7 @@ import jinja2.nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from supportd.base.errors import Problem
-from supportd.base.yamlfile import shown_path
+from supportd.base.yamlfile import modification_times, shown_path
 from supportd.intake.message import Address, Inbound
 from supportd.intake.owntext import OurText, html_to_text
 
@@ -154,13 +154,7 @@ def template_files(folder: Path) -> frozenset[str]:
 
 def reply_file_stamps(folder: Path) -> dict[str, float]:
     """Modification times of the reply templates, to notice an edit without a SIGHUP."""
-    stamps = {}
-    for name in template_files(folder):
-        try:
-            stamps[name] = (folder / name).stat().st_mtime
-        except FileNotFoundError:
-            continue
-    return stamps
+    return modification_times((name, folder / name) for name in template_files(folder))
 
 
 class Replies:
