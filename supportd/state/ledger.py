@@ -282,15 +282,17 @@ class AtomicStorage:
         self.dirty = True
         self.changed.add(table)
 
-    def log(self, op: str, table: str, doc_id: str, value: Any = None) -> None:
-        """Note a row change for the journal: ``put`` (the row, as it is at the flush), ``patch`` (the
-        changed fields) or ``del``."""
+    def change(self, op: str, table: str, doc_id: str, value: Any = None) -> None:
+        """Change a row and note it for the journal: ``put`` (the row, as it is at the flush), ``patch`` (the
+        changed fields) or ``del``; ``apply_change`` does the same when the journal is read back."""
+        apply_change(self.data, self.base, [op, table, doc_id, value])
         self.ops.append([op, table, doc_id, value])
         self.touch(table)
 
     def flush(self, snapshot: bool = False) -> bool:
-        """Make the changes durable; ``snapshot`` writes ``state.json`` whole (and empties the journal)."""
-        if not self.dirty:
+        """Make the changes durable; ``snapshot`` writes ``state.json`` whole (and empties the journal), changed
+        or not."""
+        if not self.dirty and not snapshot:
             return False
         if self.path is not None:
             folded = len(self.data.get("tickets", {})) + len(self.base.removed) > FOLD_AT
@@ -453,27 +455,29 @@ def replay_journal(state_path: Path, data: dict[str, Any], base: TicketBase) -> 
         try:
             entry = orjson.loads(line)
             if entry["journal"] == snapshot:
-                _apply_ops(data, base, entry["ops"])
+                for change in entry["ops"]:
+                    apply_change(data, base, change)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise _damaged(state_path, f"line {number} of {path.name} is not readable ({exc})") from exc
 
 
-def _apply_ops(data: dict[str, Any], base: TicketBase, ops: list[list[Any]]) -> None:
-    """Redo the row changes of one journal line, as ``Ledger.put``, ``patch`` and ``remove`` made them."""
-    for op, table, doc_id, value in ops:
-        rows = data.setdefault(table, {})
-        if op == "put":
-            rows[doc_id] = value
-        elif op == "patch":
-            if doc_id not in rows:  # a ticket of the base file: changed, it moved to state.json
-                rows[doc_id] = base.doc(doc_id)
-            rows[doc_id].update(value)
-        elif op == "del":
-            rows.pop(doc_id, None)
-            if table == "tickets" and doc_id in base.rows:
-                base.removed.add(doc_id)
-        else:
-            raise ValueError(f"unknown change {op!r}")
+def apply_change(data: dict[str, Any], base: TicketBase, change: list[Any]) -> None:
+    """One row change, ``[op, table, doc id, value]``, made to the hot state: by the ledger as it happens
+    (``AtomicStorage.change``) and again when the journal is read back."""
+    op, table, doc_id, value = change
+    rows = data.setdefault(table, {})
+    if op == "put":
+        rows[doc_id] = value
+    elif op == "patch":
+        if doc_id not in rows:  # a ticket of the base file: changed, it moves to state.json
+            rows[doc_id] = base.doc(doc_id)
+        rows[doc_id].update(value)
+    elif op == "del":
+        rows.pop(doc_id, None)
+        if table == "tickets" and doc_id in base.rows:
+            base.removed.add(doc_id)
+    else:
+        raise ValueError(f"unknown change {op!r}")
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
@@ -628,8 +632,7 @@ class Ledger:
                             for name, ids in self.doc_ids.items()}
         meta = self.storage.data["meta"]
         if "1" not in meta:
-            meta["1"] = {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())}
-            self.storage.log("put", "meta", "1", meta["1"])
+            self.storage.change("put", "meta", "1", {"schema": SCHEMA_VERSION, "created": iso(self.clock.now())})
 
     def _current_file_id(self) -> tuple[int, int, int, int] | None:
         if self.path is None:
@@ -703,7 +706,6 @@ class Ledger:
         if self.path is None or not self.path.exists():
             return
         try:
-            self.storage.dirty = True
             self.storage.flush(snapshot=True)  # state.json itself, not only the journal, without the secret
             self._file_id = self._current_file_id()
             atomic_write(self.path.with_name(f"{self.path.name}.prev"), self.path.read_bytes())
@@ -770,8 +772,7 @@ class Ledger:
             doc_id = self.next_doc_id[table]
             self.next_doc_id[table] += 1
             self.doc_ids[table][key] = doc_id
-        row = self._rows(table)[str(doc_id)] = dict(doc)
-        self.storage.log("put", table, str(doc_id), row)
+        self.storage.change("put", table, str(doc_id), dict(doc))
         if table == "tickets":
             self._index_ticket(doc)
 
@@ -780,24 +781,16 @@ class Ledger:
         doc_id = self.doc_ids[table].get(key)
         if doc_id is None:
             return
-        rows = self._rows(table)
-        if str(doc_id) not in rows:  # a ticket in the base file: changed, it moves to state.json
-            rows[str(doc_id)] = self.storage.base.doc(str(doc_id))
-        rows[str(doc_id)].update(changes)
-        self.storage.log("patch", table, str(doc_id), changes)
+        self.storage.change("patch", table, str(doc_id), changes)
         if table == "tickets" and not changes.keys().isdisjoint(TicketIndex.FIELDS):
-            self._index_ticket(rows[str(doc_id)])
+            self._index_ticket(self._rows(table)[str(doc_id)])
 
     def remove(self, table: str, key_field: str, keys: Iterable[Any]) -> None:
         self._check_key(table, key_field)
-        rows = self._rows(table)
         for key in set(keys):
             doc_id = self.doc_ids[table].pop(key, None)
             if doc_id is not None:
-                rows.pop(str(doc_id), None)
-                if table == "tickets" and str(doc_id) in self.storage.base.rows:
-                    self.storage.base.removed.add(str(doc_id))
-                self.storage.log("del", table, str(doc_id))
+                self.storage.change("del", table, str(doc_id))
 
     def _rows(self, table: str) -> dict[str, Doc]:
         """The table as ``state.json`` stores it ({doc id: document}); for tickets, those changed since the fold."""
@@ -816,7 +809,7 @@ class Ledger:
         meta = self.storage.data["meta"]["1"]
         if meta.get(key) != value:
             meta[key] = value
-            self.storage.log("put", "meta", "1", meta)
+            self.storage.change("put", "meta", "1", meta)
 
     def next_number(self, counter: str, start: int) -> int:
         """A number never handed out before (ticket numbers)."""
