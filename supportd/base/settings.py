@@ -78,7 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("imap.idle_renew_minutes", NUMBER, 25.0, "1-29 (RFC 2177: servers may drop an IDLE after 30)"),
     *_server("smtp", "starttls", "starttls (587) | implicit (465) | none (25, only on localhost)",
              "support@shop.example", "smtp-password"),
-    Setting("smtp.connections", INTEGER, 8, "parallel connections for bursts (1-32)"),
+    Setting("smtp.connections", INTEGER, 16, "the most parallel connections for bursts (1-32); fewer where the "
+            "server refuses more"),
     Setting("smtp.retry_first_seconds", NUMBER, 60.0, "a refused-for-now reply is retried after this, doubling"),
     Setting("smtp.retry_hours", NUMBER, 48.0, "keep retrying a reply the server refuses for now, this long"),
     Setting("smtp.stuck_alert_hours", NUMBER, 2.0, "tell the owner when replies wait longer than this"),

@@ -16,6 +16,12 @@ backlog target needs that; a serial send with a commit each gets about 50 messag
 aiosmtplib raises the same exception classes for 4xx and 5xx replies: temporary and permanent are
 told apart by the reply code, never by the class.
 
+The width adapts to the server: ``smtp.connections`` is the most opened at once. A server that
+refuses one more while it holds the others (a 421 at the greeting, a reset, a time-out: providers
+limit the connections a client may open) gets that many from then on, and the replies of the
+refused connections go out at once over the others, not a minute later. The full width is tried
+again after ``WIDTH_RETRY_SECONDS``.
+
 A refused login (535), or a server that wants one (530), says nothing about the message: it is
 ``LOGIN``, never ``PERMANENT``, so the reply stays queued until the password is fixed. The password
 is read again at every new connection, and a connection whose login failed is closed, so a fixed
@@ -31,6 +37,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiosmtplib
 
@@ -46,6 +53,7 @@ from supportd.service import faults
 
 log = logging.getLogger(__name__)
 PUMP_STEPS = 4
+WIDTH_RETRY_SECONDS = 900.0  # after the server refused a connection: when the full width is tried again
 LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
 LEADING_DOT = re.compile(rb"(?m)^\.")
 # An address as aiosmtplib's quote_address leaves it, in angle brackets: a dot-atom local part and domain
@@ -74,6 +82,14 @@ def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError |
             return None
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+@dataclass(frozen=True)
+class Unopened:
+    """A connection the server did not take (refused, closed at its greeting, silent); ``result`` if it
+    was the only one."""
+
+    result: Result
 
 
 def data_payload(raw: bytes) -> bytes:
@@ -107,6 +123,8 @@ class Mailer:
         self.last_ok: float | None = None  # time.time() of the last reply the server took
         self.login_error = ""  # why the server refused our login; "" once a login works again
         self.job: asyncio.Task[list[Result]] | None = None  # the send in flight (see ``start``)
+        self.width = config.connections  # connections used at once: fewer once the server refused one
+        self.narrowed_at = 0.0  # time.monotonic() when the width was lowered
 
     def close(self) -> None:
         self.abandon()
@@ -169,12 +187,29 @@ class Mailer:
             job.exception()  # the caller's own error is the one to report
 
     async def _send_all(self, envelopes: list[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
-        results: list[Result] = []
-        width = self.config.connections
-        for start in range(0, len(envelopes), width):
-            results.extend(await self._round(envelopes[start : start + width], commit))
-        self._note_health(results)
-        return results
+        results: dict[str, Result] = {}
+        waiting = envelopes
+        while waiting:  # bounded: a round's replies come back only when the width shrank
+            width = self._width()
+            done, again = await self._round(waiting[:width], commit)
+            results.update((r.id, r) for r in done)
+            waiting = again + waiting[width:]
+        in_order = [results[env.id] for env in envelopes]
+        self._note_health(in_order)
+        return in_order
+
+    def _width(self) -> int:
+        if self.width < self.config.connections and time.monotonic() - self.narrowed_at > WIDTH_RETRY_SECONDS:
+            self.width = self.config.connections
+        return self.width
+
+    def _narrow(self, taken: int) -> None:
+        """The server took ``taken`` connections at once and refused one more: use that many from now on."""
+        log.info("the mail server took %d connections at once and refused one more; sending over %d "
+                 "(smtp.connections is %d, tried again in %d min)", taken, taken, self.config.connections,
+                 WIDTH_RETRY_SECONDS // 60)
+        self.width = taken
+        self.narrowed_at = time.monotonic()
 
     def _note_health(self, results: list[Result]) -> None:
         refused = [r for r in results if r.status == LOGIN]
@@ -186,15 +221,20 @@ class Mailer:
         if any(r.status == SENT for r in results):
             self.last_ok = time.time()
 
-    async def _round(self, envelopes: list[Envelope], commit: Callable[[list[str]], None]) -> list[Result]:
+    async def _round(self, envelopes: list[Envelope], commit: Callable[[list[str]], None],
+                     ) -> tuple[list[Result], list[Envelope]]:
+        """Send one reply over each connection; the results, and the replies to send again at once (those
+        of connections the server refused while it took others)."""
         log.debug("sending a round of %d over %d open connections", len(envelopes),
                   sum(1 for c in self.clients if c.is_connected))
         while len(self.clients) < len(envelopes):
             self.clients.append(self._new_client())
         pairs = list(zip(envelopes, self.clients, strict=False))
         staged = await asyncio.gather(*(self._stage(client, env) for env, client in pairs))
+        again = self._refused_beside_others(pairs, staged)
         ready = [(env, client) for (env, client), early in zip(pairs, staged, strict=True) if early is None]
-        results = {r.id: r for r in staged if r is not None}
+        early_results = (early.result if isinstance(early, Unopened) else early for early in staged)
+        results = {r.id: r for r in early_results if r is not None and r.id not in again}
         if ready:
             try:
                 commit([env.id for env, _ in ready])
@@ -211,7 +251,21 @@ class Mailer:
             faults.point("released")
             finished = await asyncio.gather(*(self._finish(client, env) for env, client in released))
             results.update((r.id, r) for r in finished)
-        return [results[env.id] for env in envelopes]
+        return [results[env.id] for env in envelopes if env.id not in again], list(again.values())
+
+    def _refused_beside_others(self, pairs: list[tuple[Envelope, aiosmtplib.SMTP]],
+                               staged: list[Result | Unopened | None]) -> dict[str, Envelope]:
+        """The replies whose connection the server refused while it held others open: the width is too
+        large. Those connections are dropped and the width lowered to what the server took."""
+        unopened = [(env, client) for (env, client), early in zip(pairs, staged, strict=True)
+                    if isinstance(early, Unopened)]
+        taken = sum(1 for _, client in pairs if client.is_connected)
+        if not unopened or taken == 0:
+            return {}
+        self._narrow(taken)
+        for _, client in unopened:
+            self.clients.remove(client)
+        return {env.id: env for env, _ in unopened}
 
     @staticmethod
     def _release(client: aiosmtplib.SMTP) -> bool:
@@ -266,7 +320,7 @@ class Mailer:
                 client.close()
                 raise LoginRefused(0, f"login refused ({exc})") from exc
 
-    async def _stage(self, client: aiosmtplib.SMTP, env: Envelope) -> Result | None:
+    async def _stage(self, client: aiosmtplib.SMTP, env: Envelope) -> Result | Unopened | None:
         """MAIL, RCPT, DATA and the body; None when only the final dot is missing."""
         try:
             await self._connect(client)
@@ -274,7 +328,7 @@ class Mailer:
             return Result(env.id, LOGIN, exc.code, exc.detail)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
-            return Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}")
+            return Unopened(Result(env.id, TEMPORARY, -1, f"{type(exc).__name__}: {exc}"))
         try:
             if env.to.isascii() and env.raw.isascii():
                 await self._mail_ascii(client, env)

@@ -700,6 +700,19 @@ class _FinishingSMTP(SMTP):
     server must behave that way too. Here the handler gets a moment to finish what arrived.
     """
 
+    async def _handle_client(self) -> None:
+        """Refuse a connection over the sink's ``max_connections`` at the greeting, as a provider does."""
+        sink = self.event_handler.sink
+        if not sink._open_connection():
+            await self.push("421 4.7.0 Too many connections from your address, try again later")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            sink._close_connection()
+
     def eof_received(self) -> bool | None:
         keep_open = asyncio.StreamReaderProtocol.eof_received(self)
         if self.session is not None and self.session.ssl is not None:
@@ -741,8 +754,14 @@ class SmtpSink(_LocalServer):
         auth: dict[str, str] | None = None,
         tls: Literal["none", "starttls", "implicit"] = "none",
         smtputf8: bool = True,
+        max_connections: int | None = None,
     ) -> None:
         self.port = port  # 0 until the first start() picks one; kept across restarts
+        # Connections taken at once; one more is refused with 421 at the greeting (plain text only)
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.most_connections = 0  # the most open at once (taken, not refused)
+        self.refused_connections = 0
         self.smtputf8 = smtputf8  # offers SMTPUTF8 (RFC 6531), as Postfix and Exim do
         self.deliver = deliver
         self.auth = auth  # login -> password; AUTH is then required (without TLS)
@@ -818,6 +837,19 @@ class SmtpSink(_LocalServer):
         """How often a client asked to send to ``address`` (refused or not)."""
         with self._arrived:
             return self._attempts[address.lower()]
+
+    def _open_connection(self) -> bool:
+        with self._arrived:
+            if self.max_connections is not None and self.open_connections >= self.max_connections:
+                self.refused_connections += 1
+                return False
+            self.open_connections += 1
+            self.most_connections = max(self.most_connections, self.open_connections)
+            return True
+
+    def _close_connection(self) -> None:
+        with self._arrived:
+            self.open_connections -= 1
 
     def _count_attempt(self, address: str) -> str | None:
         with self._arrived:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supportd.base.config import ServerConfig, SmtpConfig
+from supportd.deliver import mailer as mailer_module
 from supportd.deliver.mailer import (
     LEADING_DOT,
     LINE_ENDINGS,
@@ -213,3 +214,53 @@ def test_tls_sends_when_the_certificate_verifies_and_refuses_when_not(mode: str)
         assert len(sink.wait_for(1, timeout=5)) == 1
     # the settings' fault, not the message's: kept queued like a refused login, and it says what to set
     assert refused.status == LOGIN and "CERTIFICATE_VERIFY_FAILED" in refused.detail and "ca_file" in refused.detail
+
+
+def test_a_server_that_takes_fewer_connections_gets_every_reply_at_once() -> None:
+    """A provider that takes three connections and refuses a fourth with 421: the replies of the refused
+    connections go out at once over the three, the next sends use three, and nothing is sent twice."""
+    with SmtpSink(max_connections=3) as limited:
+        mailer = mailer_for(limited, connections=8)
+        commits: list[list[str]] = []
+        first = mailer.send([envelope(n) for n in range(20)], commits.append)
+        refused_in_first = limited.refused_connections
+        second = mailer.send([envelope(n) for n in range(20, 30)], commits.append)
+        mailer.close()
+        received = limited.wait_for(30, timeout=10)
+        time.sleep(0.3)  # anything sent twice would arrive meanwhile
+        assert [r.id for r in first] == [envelope(n).id for n in range(20)]
+        assert [r.status for r in first + second] == [SENT] * 30
+        assert refused_in_first == 5 and limited.refused_connections == 5  # the second send asked for no more
+        assert limited.most_connections == 3
+        assert mailer.width == 3
+        assert all(len(ids) <= 3 for ids in commits[1:])
+        assert sorted(str(m.message()["Subject"]) for m in received) == sorted(f"n{n}" for n in range(30))
+        assert len(limited.messages) == 30
+
+
+def test_the_full_width_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the retry interval has passed, a send asks for all its connections again (here: taken)."""
+    with SmtpSink(max_connections=2) as sink:
+        mailer = mailer_for(sink, connections=4)
+        mailer.send([envelope(n) for n in range(4)], lambda ids: None)
+        assert mailer.width == 2
+        sink.max_connections = None
+        mailer.send([envelope(n) for n in range(4, 8)], lambda ids: None)
+        assert mailer.width == 2  # not yet
+        monkeypatch.setattr(mailer_module, "WIDTH_RETRY_SECONDS", 0.0)
+        results = mailer.send([envelope(n) for n in range(8, 12)], lambda ids: None)
+        mailer.close()
+        assert mailer.width == 4 and sink.most_connections == 4
+        assert [r.status for r in results] == [SENT] * 4
+        assert len(sink.wait_for(12, timeout=5)) == 12
+
+
+def test_a_server_that_refuses_every_connection_leaves_the_replies_for_later() -> None:
+    """With no connection taken at all, nothing is narrowed: each reply is 'not now', as before."""
+    with SmtpSink(max_connections=0) as closed:
+        mailer = mailer_for(closed, connections=4)
+        results = mailer.send([envelope(n) for n in range(3)], lambda ids: None)
+        mailer.close()
+        assert [r.status for r in results] == [TEMPORARY] * 3
+        assert mailer.width == 4
+        assert closed.messages == []
