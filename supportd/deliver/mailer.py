@@ -157,11 +157,20 @@ class Mailer:
     def pump(self) -> None:
         """Let the send in flight take what the server has answered, without waiting for more."""
         job = self.job
-        for _ in range(PUMP_STEPS):  # a reply, the task it wakes, the next command: a few loop turns
-            if job is None or job.done():
-                return
-            self.loop.call_soon(self.loop.stop)
-            self.loop.run_forever()
+        if job is None or job.done():
+            return
+        steps_left = PUMP_STEPS  # a reply, the task it wakes, the next command: a few loop turns
+
+        def step() -> None:  # runs once a turn; one run_forever for all of them (each costs its set-up)
+            nonlocal steps_left
+            steps_left -= 1
+            if steps_left <= 0 or job.done():
+                self.loop.stop()
+            else:
+                self.loop.call_soon(step)
+
+        self.loop.call_soon(step)
+        self.loop.run_forever()
 
     def finish(self) -> list[Result]:
         """Wait for the send in flight; its results (none when nothing was in flight). Raises its error."""
