@@ -9,6 +9,7 @@ mail is a reply to a ticket they never received.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -41,7 +42,16 @@ def load_secret(state_dir: Path) -> bytes:
 
 
 def _mac(secret: bytes, text: str, length: int) -> str:
-    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:length]
+    mac = _keyed(secret).copy()
+    mac.update(text.encode())
+    return mac.hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """An HMAC keyed once with ``secret``, copied for each ID: keying it again for each of the two
+    MACs of an ID cost more than the MAC itself (3 us against 2 us a copy)."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def make_message_id(secret: bytes, kind: str, ref: str, basis: str, domain: str) -> str:

@@ -74,6 +74,9 @@ CLOSED_TICKET_DAYS = 90
 KEY_FIELDS = {"messages": "key", "outbox": "id", "pending": "id", "tickets": "number", "senders": "address",
               "escalations": "key"}
 TABLES = tuple(KEY_FIELDS)
+# A field that is looked up by its value for every message (``find(table, field=value)``), indexed in
+# memory as the keys are: whether a message's fingerprint is in flight was a scan of the messages.
+VALUE_FIELDS = {"messages": "fingerprint"}
 
 Doc = dict[str, Any]
 
@@ -623,6 +626,10 @@ class Ledger:
             name: {doc[field]: int(doc_id) for doc_id, doc in data.get(name, {}).items() if field in doc}
             for name, field in KEY_FIELDS.items()
         }
+        self.by_value: dict[str, dict[str, set[str]]] = {table: {} for table in VALUE_FIELDS}
+        for table in VALUE_FIELDS:
+            for doc_id in data.get(table, {}):
+                self._index_value(table, doc_id, add=True)
         tickets = self.doc_ids["tickets"]
         for doc_id, number in base.numbers.items():
             if base.live(doc_id) and number not in tickets:
@@ -741,7 +748,10 @@ class Ledger:
         rows = self._rows(table)
         base = self.storage.base
         if table != "tickets" or not base.rows:
-            if len(match) == 1:  # one field, as most lookups ask: no call a row (a batch's 100 messages: 240 -> 14 us)
+            indexed = self._by_value(table, match)
+            if indexed is not None:  # a message's fingerprint among 150 in flight: 11 -> 1.9 us
+                yield from (dict(rows[doc_id]) for doc_id in sorted(indexed, key=int))
+            elif len(match) == 1:  # one field: no call a row (a batch's 100 messages: 240 -> 14 us)
                 [(field, value)] = match.items()
                 yield from (dict(row) for row in rows.values() if field in row and row[field] == value)
             else:
@@ -763,6 +773,37 @@ class Ledger:
             elif _matches(row, match):
                 yield dict(row)
 
+    def _by_value(self, table: str, match: dict[str, Any]) -> set[str] | None:
+        """The doc ids matching ``match`` when it asks for one indexed field (``VALUE_FIELDS``), else None."""
+        if len(match) != 1 or table not in VALUE_FIELDS:
+            return None
+        [(field, value)] = match.items()
+        if field != VALUE_FIELDS[table] or not isinstance(value, str):
+            return None
+        return self.by_value[table].get(value, set())
+
+    def _index_value(self, table: str, doc_id: str, add: bool) -> None:
+        """Add (or drop) a row's indexed field value; only text values are indexed."""
+        value = self._rows(table).get(doc_id, {}).get(VALUE_FIELDS[table])
+        if not isinstance(value, str):
+            return
+        holders = self.by_value[table].setdefault(value, set())
+        if add:
+            holders.add(doc_id)
+            return
+        holders.discard(doc_id)
+        if not holders:
+            del self.by_value[table][value]
+
+    def _change(self, op: str, table: str, doc_id: str, value: Any = None) -> None:
+        """``storage.change``, keeping the index of ``VALUE_FIELDS`` current."""
+        indexed = table in VALUE_FIELDS
+        if indexed:
+            self._index_value(table, doc_id, add=False)
+        self.storage.change(op, table, doc_id, value)
+        if indexed:
+            self._index_value(table, doc_id, add=True)
+
     def put(self, table: str, key_field: str, doc: Doc) -> None:
         """Insert or replace the document whose ``key_field`` equals ``doc[key_field]``."""
         self._check_key(table, key_field)
@@ -772,7 +813,7 @@ class Ledger:
             doc_id = self.next_doc_id[table]
             self.next_doc_id[table] += 1
             self.doc_ids[table][key] = doc_id
-        self.storage.change("put", table, str(doc_id), dict(doc))
+        self._change("put", table, str(doc_id), dict(doc))
         if table == "tickets":
             self._index_ticket(doc)
 
@@ -781,7 +822,7 @@ class Ledger:
         doc_id = self.doc_ids[table].get(key)
         if doc_id is None:
             return
-        self.storage.change("patch", table, str(doc_id), changes)
+        self._change("patch", table, str(doc_id), changes)
         if table == "tickets" and not changes.keys().isdisjoint(TicketIndex.FIELDS):
             self._index_ticket(self._rows(table)[str(doc_id)])
 
@@ -790,7 +831,7 @@ class Ledger:
         for key in set(keys):
             doc_id = self.doc_ids[table].pop(key, None)
             if doc_id is not None:
-                self.storage.change("del", table, str(doc_id))
+                self._change("del", table, str(doc_id))
 
     def _rows(self, table: str) -> dict[str, Doc]:
         """The table as ``state.json`` stores it ({doc id: document}); for tickets, those changed since the fold."""

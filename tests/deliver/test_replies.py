@@ -11,6 +11,7 @@ import jinja2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2.sandbox import SandboxedEnvironment
 
 from supportd.base.clock import FakeClock
 from supportd.deliver.replies import OUTGOING_POLICY, Replies, sample_context
@@ -294,6 +295,25 @@ def test_default_replies_render_without_ragged_lines(name: str) -> None:
     assert "\n\n\n" not in text
     assert "\n\n-- \n" in text  # the signature stands apart
     assert "  " not in text.replace("-- \n", "")
+
+
+def test_templates_render_as_in_jinjas_own_sandbox(tmp_path: Path) -> None:
+    """Template globals kept in a dict (``_SandboxedEnvironment``) render as Jinja2's ChainMap of them."""
+    folder = tmp_path / "replies"
+    shutil.copytree(REPO / "replies", folder)
+    (folder / "globals.txt").write_text('{% for i in range(2) %}{{ i }}{% endfor %} {{ dict(a=1) }}\n'
+                                        '{% include "_offers.txt" %}{{ footer }}\n')
+    replies = Replies(folder)
+    stock = Replies(folder)
+    stock.env = SandboxedEnvironment(**{k: getattr(replies.env, k) for k in (
+        "loader", "auto_reload", "undefined", "autoescape", "keep_trailing_newline", "trim_blocks",
+        "lstrip_blocks")})
+    assert not isinstance(stock.env, type(replies.env))
+    values = sample_context() | {"mentions": ["unsubscribe", "cancellation"], "snippets": ["sizing"]}
+    for name in sorted(n for n in replies.names() if not n.startswith("snippets/")):
+        for language in ("en", "de"):
+            assert replies.render(name, values | {"language": language}) == \
+                stock.render(name, values | {"language": language}), name
 
 
 def test_eta_sample_reads_as_a_promise() -> None:

@@ -259,6 +259,36 @@ def test_find_by_one_field_is_find_by_every_field_it_names(tmp_path: Path) -> No
         assert ledger.find("messages", fingerprint=value) == every, value
 
 
+def test_a_fingerprint_is_found_through_puts_patches_removes_and_a_reopening(tmp_path: Path) -> None:
+    """The fingerprint index (``VALUE_FIELDS``) finds what a scan of the messages finds, in doc id order."""
+    ledger = Ledger.open(tmp_path, FakeClock(START))
+    rng = random.Random(1202)
+    values = ("a", "b", "c", "", None, 0)
+
+    def check(checked: Ledger) -> None:
+        for value in values:
+            every = [row for row in checked.find("messages") if ledger_module._matches(row, {"fingerprint": value})]
+            assert checked.find("messages", fingerprint=value) == every, value
+            assert checked.get("messages", fingerprint=value) == (every[0] if every else None)
+
+    for step in range(400):
+        key = f"k{rng.randrange(40)}"
+        choice = rng.random()
+        if choice < 0.4:
+            ledger.put("messages", "key", {"key": key, "fingerprint": rng.choice(values)})
+        elif choice < 0.7:
+            ledger.patch("messages", "key", key, fingerprint=rng.choice(values))
+        elif choice < 0.8:
+            ledger.patch("messages", "key", key, state="decided")
+        else:
+            ledger.remove("messages", "key", [key])
+        if step % 50 == 0:
+            ledger.commit()
+        check(ledger)
+    ledger.commit()
+    check(Ledger.open(tmp_path, FakeClock(START)))
+
+
 def tables_of(ledger: Ledger) -> dict[str, list[dict[str, object]]]:
     return {name: ledger.find(name) for name in ledger_module.TABLES}
 
