@@ -11,13 +11,18 @@ handlers run); elsewhere the time is checked once the decision is made.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 REPEAT_SECONDS = 0.05
+# signal.signal without its wrapper, which turns the numbers into enums and back: half of what a budget
+# cost (9.0 -> 4.5 us; a message takes two). Same handlers in, same handler out, as plain values.
+_set_handler: Callable[[int, Any], Any] = getattr(importlib.import_module("_signal"), "signal", signal.signal)
 
 
 class DecisionTimeout(Exception):
@@ -41,7 +46,7 @@ def decision_budget(seconds: float) -> Iterator[None]:
     def expired(signum: int, frame: FrameType | None) -> None:
         raise DecisionTimeout(seconds)
 
-    previous = signal.signal(signal.SIGALRM, expired)
+    previous = _set_handler(signal.SIGALRM, expired)
     # Re-armed every REPEAT_SECONDS after the limit: a raise that lands in a finalizer or a gc
     # callback is printed as "Exception ignored" and dropped by Python; the next one gets through.
     signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_SECONDS)
@@ -49,4 +54,4 @@ def decision_budget(seconds: float) -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _set_handler(signal.SIGALRM, previous)

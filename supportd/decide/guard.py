@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from supportd.decide.prefilter import PatternKey, Prefilter, pattern_key
 from supportd.intake.message import Inbound
 
 AUTO_REPLY_HEADERS = (
@@ -255,8 +256,27 @@ def _bulk_text(msg: Inbound, _: GuardSettings) -> Verdict | None:
 
 def _text_says(msg: Inbound, pattern: re.Pattern[str], check: str) -> Verdict | None:
     """Held when the start of the text says what only a robot writes; the words found are the detail."""
-    found = pattern.search(msg.own_text[:TEXT_SCAN_CHARS])
+    text = msg.own_text[:TEXT_SCAN_CHARS]
+    if pattern_key(pattern) in _ruled_out(text):
+        return None  # a word every match needs is missing: the scan would find nothing
+    found = pattern.search(text)
     return Verdict.hold(check, " ".join(found.group().split())[:60]) if found else None
+
+
+@functools.lru_cache(maxsize=1)
+def _ruled_out(text: str) -> frozenset[PatternKey]:
+    """The text patterns that cannot match ``text`` (``supportd.decide.prefilter``), read once a message.
+
+    Customers' words seldom have what they need ("delivered", "receive", "added"...), and a scan finds
+    nothing slowly: DELIVERY_REPORT_TEXT, with no literal prefix the engine could skip to, took about
+    20 us on a 100-character text, the three scans 25 us; reading the words takes 5 us.
+    """
+    return _text_prefilter().ruled_out(text)
+
+
+@functools.cache
+def _text_prefilter() -> Prefilter:
+    return Prefilter((DELIVERY_REPORT_TEXT, CHALLENGE_TEXT, BULK_TEXT))
 
 
 def _forged_date(msg: Inbound, _: GuardSettings) -> Verdict | None:

@@ -91,6 +91,8 @@ class _Piece:
 
 def decode_header(value: str) -> str:
     """Decode RFC 2047 encoded words in a header value, one by one; unfold it to a single line."""
+    if "=?" not in value and "\n" not in value and "\r" not in value:
+        return value  # no encoded word, no line break (most headers): nothing to decode or unfold
     pieces = _join_adjacent_words(_split_encoded_words(_unfold(value)))
     decoded = "".join(_piece_text(piece) for piece in pieces)
     # An encoded word may carry CR or LF itself; a header must stay on one line all the same.

@@ -55,7 +55,7 @@ class FromReading:
 
 def utf8_header(value: str) -> str:
     """A raw header value with its 8-bit bytes read as UTF-8 (RFC 6532), not as replacement marks."""
-    if not any("\udc80" <= c <= "\udcff" for c in value):
+    if value.isascii() or not any("\udc80" <= c <= "\udcff" for c in value):  # isascii: most values, at C speed
         return value
     return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
 

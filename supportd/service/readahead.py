@@ -209,12 +209,17 @@ class _LazyPattern:
         self._compiled: re.Pattern[str] | None = None
 
     def __getattr__(self, name: str) -> Any:
-        """``search``, ``finditer``...: the compiled pattern's (asked only for what the instance lacks)."""
+        """``search``, ``finditer``...: the compiled pattern's (asked only for what the instance lacks).
+
+        Kept on the instance, so the next ``search`` is found there without this call (a dozen a message).
+        """
         if name.startswith("_"):  # e.g. _compiled while pickle builds the object: not a pattern method
             raise AttributeError(name)
         if self._compiled is None:
             self._compiled = re.compile(self.pattern, self.flags)
-        return getattr(self._compiled, name)
+        found = getattr(self._compiled, name)
+        setattr(self, name, found)
+        return found
 
     def __reduce__(self) -> tuple[Any, ...]:
         return re.compile, (self.pattern, self.flags)

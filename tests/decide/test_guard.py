@@ -98,6 +98,18 @@ def test_corpus_robots_are_recognised_by_many_kinds_of_signs(corpus_robots: list
         assert first[check] >= 1, check
 
 
+def test_the_text_prefilter_changes_no_finding(corpus_robots: list[tuple[str, Inbound]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The robot texts (bounce wording, challenges, bulk footers) are scanned only where their words are:
+    every check's finding on every corpus robot is what it is with every text scanned."""
+    settings = offline_context().guard_settings
+    prefiltered = [guard.findings(msg, settings) for _path, msg in corpus_robots]
+    monkeypatch.setattr(guard, "_ruled_out", lambda text: frozenset())
+    assert [guard.findings(msg, settings) for _path, msg in corpus_robots] == prefiltered
+    checks = collections.Counter(v.check for found in prefiltered for v in found)
+    assert min(checks["delivery-report-text"], checks["challenge-response"], checks["bulk-text"]) >= 1
+
+
 @pytest.mark.parametrize("relative", HUMAN_CORPUS_MAIL)
 def test_a_real_person_from_the_corpus_gets_an_acknowledgment(relative: str) -> None:
     """A human email from the corpus, sent to the support address, is answered."""

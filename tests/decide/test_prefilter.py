@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supportd.decide import guard
 from supportd.decide.prefilter import Prefilter, fold, is_word_letter, needs_of, pattern_key
 from supportd.decide.rules import text_patterns
 from supportd.decide.wordlists import compile_words
@@ -110,6 +111,15 @@ def test_texts_made_to_match_rule_patterns_are_never_ruled_out(data: st.DataObje
     """A text built from a rule or FAQ pattern itself (hypothesis' from_regex): what matches is still run."""
     text = matching_text(data, data.draw(st.sampled_from(PATTERNS)))
     assert missed(PATTERNS, text) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_texts_made_to_match_the_guards_text_patterns_are_never_ruled_out(data: st.DataObject) -> None:
+    """The guard's robot texts (a bounce's wording, a challenge, a bulk footer): what matches is still run."""
+    patterns = [guard.DELIVERY_REPORT_TEXT, guard.CHALLENGE_TEXT, guard.BULK_TEXT]
+    text = matching_text(data, data.draw(st.sampled_from(patterns)))
+    assert missed(patterns, text, guard._text_prefilter()) == []
 
 
 @settings(max_examples=200, deadline=None)

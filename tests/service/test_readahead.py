@@ -243,5 +243,6 @@ def test_the_patterns_a_read_ahead_process_gets_are_compiled_at_first_use_and_ma
     text = "It is the WRONG  colour, and the wrong size."
     assert [m.span() for m in copies[0].finditer(text)] == [m.span() for m in originals[0].finditer(text)]
     assert copies[0].search(text).group(1) == "colour" and copies[1].search(text) is None
+    assert "search" in vars(copies[0]) and copies[0].search(text).group(1) == "colour"  # kept on the copy
     back = pickle.loads(pickle.dumps(copies))
     assert all(isinstance(p, re.Pattern) for p in back) and back == originals
