@@ -86,8 +86,8 @@ def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError |
 
 @dataclass(frozen=True)
 class Unopened:
-    """A connection the server did not take (refused, closed at its greeting, silent); ``result`` if it
-    was the only one."""
+    """A connection the server did not take (refused, closed at its greeting, silent); ``result`` is the
+    reply's outcome when the server held no other connection either."""
 
     result: Result
 
@@ -264,11 +264,12 @@ class Mailer:
 
     def _refused_beside_others(self, pairs: list[tuple[Envelope, aiosmtplib.SMTP]],
                                staged: list[Result | Unopened | None]) -> dict[str, Envelope]:
-        """The replies whose connection the server refused while it held others open: the width is too
-        large. Those connections are dropped and the width lowered to what the server took."""
+        """The replies whose connection the server refused while it held others open (this round's or
+        earlier ones', idle): the width is too large. Those connections are dropped and the width lowered to
+        what the server holds."""
         unopened = [(env, client) for (env, client), early in zip(pairs, staged, strict=True)
                     if isinstance(early, Unopened)]
-        taken = sum(1 for _, client in pairs if client.is_connected)
+        taken = sum(1 for client in self.clients if client.is_connected)
         if not unopened or taken == 0:
             return {}
         self._narrow(taken)

@@ -264,3 +264,22 @@ def test_a_server_that_refuses_every_connection_leaves_the_replies_for_later() -
         assert [r.status for r in results] == [TEMPORARY] * 3
         assert mailer.width == 4
         assert closed.messages == []
+
+
+def test_a_refused_reconnect_counts_the_connections_still_open_from_earlier_rounds() -> None:
+    """One of four open connections was closed; the server now takes three and refuses it again. The one
+    reply of the next send goes out over one of the three still open, at once, not a minute later."""
+    with SmtpSink(max_connections=4) as sink:
+        mailer = mailer_for(sink, connections=4)
+        mailer.send([envelope(n) for n in range(4)], lambda ids: None)
+        mailer.clients[0].close()
+        for _ in range(500):  # bounded: the server sees the connection end
+            if sink.open_connections == 3:
+                break
+            time.sleep(0.01)
+        sink.max_connections = 3
+        [result] = mailer.send([envelope(4)], lambda ids: None)
+        mailer.close()
+        assert result.status == SENT
+        assert mailer.width == 3
+        assert len(sink.wait_for(5, timeout=5)) == 5
